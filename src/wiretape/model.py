@@ -1,0 +1,159 @@
+"""The data wiretape records, stores, matches and compares.
+
+Everything here is a frozen dataclass with no behaviour beyond small derived views,
+so it can be shared between the proxy loop, the writer thread and the replayer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+# Headers keep their order, their original spelling and their duplicates.
+Headers = tuple[tuple[str, str], ...]
+
+
+def header_get(headers: Headers, name: str) -> str | None:
+    """The first value of header ``name`` (case-insensitive), or None."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
+
+
+def header_all(headers: Headers, name: str) -> list[str]:
+    """Every value of header ``name`` in order (case-insensitive)."""
+    lname = name.lower()
+    return [value for key, value in headers if key.lower() == lname]
+
+
+def header_tokens(headers: Headers, name: str) -> set[str]:
+    """The lower-cased comma-separated tokens of every ``name`` header."""
+    tokens: set[str] = set()
+    for value in header_all(headers, name):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """A body kept in a file rather than in memory (large bodies, ``bodies/<sha256>``)."""
+
+    sha256: str
+    size: int
+    path: str
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            return fh.read()
+
+
+Body = bytes | BlobRef
+
+
+def body_bytes(body: Body) -> bytes:
+    return body if isinstance(body, bytes) else body.read()
+
+
+def body_size(body: Body) -> int:
+    return len(body) if isinstance(body, bytes) else body.size
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    target: str  # the request-target as sent: "/path?q" or an absolute URL through a proxy
+    headers: Headers
+    body: Body = b""
+    version: str = "HTTP/1.1"
+    scheme: str = "http"  # how the server was reached: http or https
+    host: str = ""  # authority the request was for; empty means the dep's upstream
+    trailers: Headers = ()
+
+    @property
+    def path(self) -> str:
+        """Path of the target, without the query."""
+        if self.target.startswith("/") or self.target == "*":
+            return self.target.split("?", 1)[0]
+        return urlsplit(self.target).path or "/"
+
+    @property
+    def query(self) -> str:
+        if self.target.startswith("/"):
+            return self.target.split("?", 1)[1] if "?" in self.target else ""
+        return urlsplit(self.target).query
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    reason: str
+    headers: Headers
+    body: Body = b""
+    version: str = "HTTP/1.1"
+    trailers: Headers = ()
+
+
+class LinkKind(enum.Enum):
+    """How a mock was tied to its test."""
+
+    LANE = "lane"  # exact: the only request in flight
+    TRACEPARENT = "traceparent"  # exact: the W3C trace id matched
+    WINDOW = "window"  # one test was in flight when the call started (concurrent mode)
+    AMBIGUOUS = "ambiguous"  # several were; ``candidates`` lists them
+    SESSION = "session"  # no test in flight: start-up, pools, health checks
+
+
+@dataclass(frozen=True, slots=True)
+class Mock:
+    id: str
+    dep: str  # dependency name from the config; "outbound" for the forward proxy
+    protocol: str
+    request: HttpRequest
+    response: HttpResponse | None
+    test: str | None  # owning test id; None for a session mock
+    link: LinkKind = LinkKind.LANE
+    candidates: tuple[str, ...] = ()
+    error: str | None = None
+    started: float = 0.0  # wall-clock epoch seconds
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TestCase:
+    id: str  # "0001-post-api-users": index and slug, also the file stem
+    request: HttpRequest
+    response: HttpResponse | None
+    error: str | None = None
+    noise: tuple[str, ...] = ()
+    started: float = 0.0
+    duration: float = 0.0
+    upgraded: bool = False  # 101 Switching Protocols: the tunnel itself is not replayed
+
+    @property
+    def index(self) -> int:
+        return int(self.id.split("-", 1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class DepInfo:
+    name: str
+    protocol: str
+    upstream: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetInfo:
+    """What ``set.yaml`` holds."""
+
+    name: str
+    created: float
+    app_command: str
+    deps: tuple[DepInfo, ...] = ()
+    wiretape_version: str = ""
+    closed: bool = False
+    ended: float | None = None
+    noise: tuple[str, ...] = ()  # set-wide noise paths
+    extra: dict[str, object] = field(default_factory=dict)
