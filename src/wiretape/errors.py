@@ -12,8 +12,14 @@ class WiretapeError(Exception):
 class ConfigError(WiretapeError):
     """The configuration is wrong. Carries the file and line when known."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.message = message
         self.file = file
         self.line = line

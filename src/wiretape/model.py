@@ -123,6 +123,8 @@ class Mock:
 
 @dataclass(frozen=True, slots=True)
 class TestCase:
+    __test__ = False  # not a pytest test class
+
     id: str  # "0001-post-api-users": index and slug, also the file stem
     request: HttpRequest
     response: HttpResponse | None
@@ -157,3 +159,22 @@ class SetInfo:
     ended: float | None = None
     noise: tuple[str, ...] = ()  # set-wide noise paths
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A recorded mock that came close to a live request that matched nothing."""
+
+    mock_id: str
+    score: float  # 0..1, higher is closer
+    differences: tuple[str, ...]  # e.g. "query base: 'EUR' recorded, 'USD' live"
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A live request during replay that no recorded mock answers."""
+
+    dep: str
+    request: str  # one-line summary, e.g. "GET /v1/rates?base=EUR"
+    candidates: tuple[Candidate, ...] = ()
+    reason: str = ""  # e.g. "all 2 recorded answers were already used"

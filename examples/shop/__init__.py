@@ -1,0 +1,1 @@
+"""The example shop API: the service that wiretape records and replays."""

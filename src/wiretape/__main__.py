@@ -1,0 +1,3 @@
+from wiretape.cli import main
+
+raise SystemExit(main())

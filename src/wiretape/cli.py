@@ -1,0 +1,213 @@
+"""The ``wiretape`` command line: a thin layer over the runner.
+
+Exit codes: 0 every test passed (or the recording succeeded), 1 a test failed (or the traffic
+command failed), 2 a usage, configuration or set-up error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import wiretape
+from wiretape.config import Config, apply_overrides, find_config, load_config
+from wiretape.errors import WiretapeError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"wiretape: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c", "--config", type=Path, help="wiretape.yaml to use (default: search upward)"
+    )
+    p.add_argument("--command", help="override app.command")
+    p.add_argument("--port", type=int, help="override app.port")
+    p.add_argument("--health", help="override app.health")
+    p.add_argument("--dir", type=Path, help="where sets live (default: wiretape/ by the config)")
+    p.add_argument("--set", dest="set_name", help="the test set's name")
+    p.add_argument("--startup-timeout", type=float, help="seconds to wait for the app")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the results")
+    p.add_argument("--app-output", action="store_true", help="echo the app's output")
+    p.add_argument("-v", "--verbose", action="store_true", help="log proxy details")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="wiretape",
+        description=(
+            "Record a service's real traffic as tests and mocks; replay it deterministically."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"wiretape {wiretape.__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    rec = sub.add_parser("record", help="start the app behind wiretape and record a test set")
+    _common(rec)
+    rec.add_argument(
+        "--run",
+        metavar="CMD",
+        help="run CMD as the traffic source (WIRETAPE_URL is the proxy URL); "
+        "stop when it exits and fail if it fails",
+    )
+    rec.add_argument("--listen", help="HOST:PORT for the record proxy (default from `listen:`)")
+    rec.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="let requests through in parallel (links mocks by traceparent/window)",
+    )
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing set")
+    rec.add_argument("--fsync", action="store_true", help="fsync every file (power-loss safety)")
+    rec.add_argument(
+        "--no-outbound-proxy", action="store_true", help="do not export HTTP(S)_PROXY to the app"
+    )
+    rec.add_argument("--extra-ca", type=Path, help="extra CA file trusted for upstreams")
+    rec.add_argument(
+        "--insecure-upstream", action="store_true", help="do not verify upstream TLS certificates"
+    )
+
+    tst = sub.add_parser("test", help="replay a test set against the app with mocked dependencies")
+    _common(tst)
+    tst.add_argument("--strict", action="store_true", help="unused mocks fail their test")
+    tst.add_argument(
+        "--format",
+        choices=("text", "json", "junit"),
+        default="text",
+        help="what to print on stdout",
+    )
+
+    rep = sub.add_parser("report", help="print the last run again")
+    rep.add_argument("-c", "--config", type=Path)
+    rep.add_argument("--dir", type=Path)
+    rep.add_argument("--run", dest="run_id", help="a run id (default: the latest)")
+    rep.add_argument("--format", choices=("text", "json", "junit"), default="text")
+    rep.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None:
+        path = find_config(Path.cwd())
+        if path is None:
+            raise WiretapeError(
+                "no wiretape.yaml found in this directory or its parents\n"
+                "  hint: create one (see the README's config reference) or pass -c FILE"
+            )
+    cfg = load_config(path)
+    overrides: dict[str, object] = {
+        "command": getattr(args, "command", None),
+        "port": getattr(args, "port", None),
+        "health": getattr(args, "health", None),
+        "dir": getattr(args, "dir", None),
+        "set_name": getattr(args, "set_name", None),
+        "startup_timeout": getattr(args, "startup_timeout", None),
+        "listen": getattr(args, "listen", None),
+        "extra_ca": getattr(args, "extra_ca", None),
+    }
+    if getattr(args, "no_outbound_proxy", False):
+        overrides["outbound_http"] = "off"
+    if getattr(args, "insecure_upstream", False):
+        overrides["verify_upstream"] = False
+    return apply_overrides(cfg, **overrides)
+
+
+def _render(report: object, fmt: str, verbose: bool = False) -> str:
+    from wiretape.compare.render import render_json, render_junit, render_text
+    from wiretape.compare.report import RunReport
+
+    assert isinstance(report, RunReport)
+    if fmt == "json":
+        return render_json(report)
+    if fmt == "junit":
+        return render_junit(report)
+    return render_text(report, color=sys.stdout.isatty(), verbose=verbose)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from wiretape.runner.record import RecordOptions, record
+
+    cfg = _load(args)
+    opts = RecordOptions(
+        run=args.run,
+        concurrent=args.concurrent,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        fsync=args.fsync,
+        echo_app=args.app_output,
+    )
+    return _run(record(cfg, opts))
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from wiretape.runner.replay import TestOptions, replay
+
+    cfg = _load(args)
+    opts = TestOptions(
+        set_name=args.set_name, strict=args.strict, quiet=args.quiet, echo_app=args.app_output
+    )
+    report, run_dir = _run(replay(cfg, opts))
+    out = _render(report, args.format, args.verbose)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    if not args.quiet:
+        print(f"wiretape: reports in {run_dir}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from wiretape.compare.report import report_from_dict
+    from wiretape.runner.replay import latest_run
+
+    cfg = _load(args)
+    run_dir = latest_run(cfg, args.run_id)
+    if run_dir is None:
+        what = f"run {args.run_id!r}" if args.run_id else "any run"
+        raise WiretapeError(
+            f"no report for {what} under {cfg.dir / '.runs'}\n  hint: run `wiretape test` first"
+        )
+    report = report_from_dict(json.loads((run_dir / "report.json").read_text("utf-8")))
+    out = _render(report, args.format, args.verbose)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    from wiretape.proxy.server import install_fast_loop
+
+    install_fast_loop()
+    return asyncio.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="wiretape: %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handlers = {"record": cmd_record, "test": cmd_test, "report": cmd_report}
+    try:
+        return handlers[args.cmd](args)
+    except WiretapeError as exc:
+        print(f"wiretape: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The inbound proxy: clients talk to it; it forwards to the app and records each request."""
+
+from __future__ import annotations
+
+from wiretape.model import Body, Headers, HttpRequest
+from wiretape.protocols.http1 import RequestHead, encode_request_head
+from wiretape.proxy.httpconn import BodySink, Finished, HttpSession, Route
+from wiretape.proxy.streams import ByteStream
+from wiretape.runner.recorder import ActiveTest, Recorder
+
+
+class InboundHooks:
+    takes_connect = False
+
+    def __init__(self, recorder: Recorder, app_host: str, app_port: int) -> None:
+        self.recorder = recorder
+        self.key = ("app", app_host, app_port)
+        self.app_host = app_host
+        self.app_port = app_port
+
+    async def admit(self, head: RequestHead) -> object:
+        return await self.recorder.begin_test(head.method, head.target, head.headers)
+
+    def route(self, head: RequestHead, ticket: object) -> Route:
+        assert isinstance(ticket, ActiveTest)
+        rewritten = None
+        if ticket.injected_traceparent is not None:
+            headers = (*head.headers, ("traceparent", ticket.injected_traceparent))
+            rewritten = encode_request_head(head.method, head.target, headers, head.version)
+        return Route(self.key, self.app_host, self.app_port, head=rewritten)
+
+    def request_of(self, head: RequestHead, body: Body, trailers: Headers) -> HttpRequest:
+        return HttpRequest(
+            method=head.method,
+            target=head.target,
+            headers=head.headers,
+            body=body,
+            version=head.version,
+            trailers=trailers,
+        )
+
+    def new_sink(self) -> BodySink:
+        return self.recorder.new_sink()
+
+    async def finished(self, ticket: object, done: Finished) -> None:
+        assert isinstance(ticket, ActiveTest)
+        await self.recorder.end_test(ticket, done)
+
+    async def connect(self, head: RequestHead, client: ByteStream, leftover: bytes) -> None:
+        raise AssertionError("the inbound proxy forwards CONNECT to the app")
+
+    async def serve(self, client: ByteStream) -> None:
+        await HttpSession(client, self).run()

@@ -1,0 +1,160 @@
+"""Turns finished exchanges into tests and mocks, and links every mock to its test.
+
+How this works: by default a *record lane* admits one inbound request at a time, so any outgoing
+call that starts while a test is in flight belongs to that test exactly (``LinkKind.LANE``), and
+calls made while no test is in flight are session mocks. The lane is released only once the
+finished test and its mocks have been written, so a completed test is on disk before the next
+one starts.
+
+In concurrent mode requests run in parallel. A call carrying a W3C ``traceparent`` whose trace id
+belongs to an active test is linked exactly; the inbound proxy adds a ``traceparent`` to requests
+that lack one so that apps which propagate it get exact links. Otherwise the call goes to the test
+in flight when it started (``WINDOW``), or, when several were, to the most recent one and is
+marked ``AMBIGUOUS`` with the other candidates listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wiretape.model import Headers, LinkKind, Mock, TestCase, header_get
+from wiretape.proxy.httpconn import BodySink, Finished
+from wiretape.store.format import test_id_for
+from wiretape.store.writer import SetWriter
+
+
+def trace_id_of(headers: Headers) -> str | None:
+    value = header_get(headers, "traceparent")
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) >= 4 and len(parts[1]) == 32:
+        return parts[1].lower()
+    return None
+
+
+@dataclass(slots=True)
+class ActiveTest:
+    id: str
+    trace_id: str
+    started: float
+    injected_traceparent: str | None = None
+    mocks: list[Mock] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    test: str | None
+    link: LinkKind
+    candidates: tuple[str, ...] = ()
+
+
+class Recorder:
+    def __init__(
+        self,
+        writer: SetWriter,
+        *,
+        concurrent: bool = False,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.concurrent = concurrent
+        self._lane = asyncio.Lock()
+        self._next_index = 1
+        self._next_mock = 1
+        self._active: dict[str, ActiveTest] = {}
+        self._by_trace: dict[str, str] = {}
+        self._on_change = on_change
+        self.tests = 0
+        self.mocks = 0
+        self.errors = 0
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def new_sink(self) -> BodySink:
+        return self.writer.new_spool()
+
+    async def begin_test(self, method: str, target: str, headers: Headers) -> ActiveTest:
+        if not self.concurrent:
+            await self._lane.acquire()
+        index = self._next_index
+        self._next_index += 1
+        test_id = test_id_for(index, method, target)
+        trace = trace_id_of(headers)
+        injected = None
+        if trace is None:
+            trace = os.urandom(16).hex()
+            if self.concurrent:
+                injected = f"00-{trace}-{os.urandom(8).hex()}-01"
+        active = ActiveTest(test_id, trace, time.time(), injected)
+        self._active[test_id] = active
+        self._by_trace[trace] = test_id
+        return active
+
+    async def end_test(self, active: ActiveTest, done: Finished) -> None:
+        try:
+            self._active.pop(active.id, None)
+            self._by_trace.pop(active.trace_id, None)
+            test = TestCase(
+                id=active.id,
+                request=done.request,
+                response=done.response,
+                error=done.error,
+                started=done.started,
+                duration=done.duration,
+                upgraded=done.upgraded,
+            )
+            future = self.writer.add_test(test, active.mocks)
+            self.tests += 1
+            if done.error is not None:
+                self.errors += 1
+            await asyncio.wrap_future(future)
+            self._changed()
+        finally:
+            if not self.concurrent:
+                self._lane.release()
+
+    def attribute(self, headers: Headers) -> Attribution:
+        trace = trace_id_of(headers)
+        if trace is not None and trace in self._by_trace:
+            return Attribution(self._by_trace[trace], LinkKind.TRACEPARENT)
+        if not self._active:
+            return Attribution(None, LinkKind.SESSION)
+        if not self.concurrent:
+            return Attribution(next(iter(self._active)), LinkKind.LANE)
+        if len(self._active) == 1:
+            return Attribution(next(iter(self._active)), LinkKind.WINDOW)
+        ordered = sorted(self._active.values(), key=lambda a: a.started)
+        chosen = ordered[-1].id
+        others = tuple(a.id for a in ordered if a.id != chosen)
+        return Attribution(chosen, LinkKind.AMBIGUOUS, others)
+
+    async def add_mock(self, dep: str, protocol: str, attr: Attribution, done: Finished) -> None:
+        mock = Mock(
+            id=f"{dep}-{self._next_mock:04d}",
+            dep=dep,
+            protocol=protocol,
+            request=done.request,
+            response=done.response,
+            test=attr.test,
+            link=attr.link,
+            candidates=attr.candidates,
+            error=done.error,
+            started=done.started,
+            duration=done.duration,
+        )
+        self._next_mock += 1
+        self.mocks += 1
+        if attr.test is None:
+            await asyncio.wrap_future(self.writer.add_session_mock(mock))
+        elif attr.test in self._active:
+            self._active[attr.test].mocks.append(mock)
+        else:
+            await asyncio.wrap_future(self.writer.add_mocks(attr.test, [mock]))
+        self._changed()

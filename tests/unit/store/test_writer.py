@@ -1,0 +1,474 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wiretape import model
+from wiretape.errors import StoreError
+from wiretape.store import reader, writer, yamlio
+from wiretape.store.writer import BodySpool, SetWriter
+
+CREATED = 1795244400.0
+
+
+def info(name: str = "s1", created: float = CREATED) -> model.SetInfo:
+    return model.SetInfo(name=name, created=created, app_command="uvicorn shop.main:app")
+
+
+def case(index: int, body: bytes = b'{"ok":true}', path: str = "/api/orders") -> model.TestCase:
+    return model.TestCase(
+        id=f"{index:04d}-post-{path.strip('/').replace('/', '-') or 'root'}",
+        request=model.HttpRequest("POST", path, (("Content-Type", "application/json"),), body),
+        response=model.HttpResponse(201, "Created", (("Content-Type", "application/json"),), body),
+        started=CREATED + index,
+        duration=0.01,
+    )
+
+
+def mock(name: str, body: model.Body = b"rates", test: str | None = None) -> model.Mock:
+    return model.Mock(
+        id=name,
+        dep="payments",
+        protocol="http",
+        request=model.HttpRequest("GET", f"/v1/{name}", (("Host", "pay.example"),)),
+        response=model.HttpResponse(200, "OK", (("Content-Type", "text/plain"),), body),
+        test=test,
+        started=CREATED,
+    )
+
+
+class Gate:
+    """Holds the writer thread inside its next file write until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.writes: list[str] = []
+        real = yamlio.atomic_write
+
+        def gated(path: Path, data: bytes | str, *, fsync: bool = False) -> None:
+            self.writes.append(path.name)
+            if not self.release.is_set():
+                self.entered.set()
+                assert self.release.wait(10)
+            real(path, data, fsync=fsync)
+
+        monkeypatch.setattr(writer, "atomic_write", gated)
+
+
+# --- SetWriter -------------------------------------------------------------------------------
+
+
+def test_layout_and_set_yaml_before_and_after_close(tmp_path: Path) -> None:
+    w = SetWriter(tmp_path, info())
+    assert w.path == tmp_path / "s1"
+    assert sorted(p.name for p in w.path.iterdir()) == ["bodies", "mocks", "set.yaml", "tests"]
+    opened = reader.read_info(w.path)
+    assert opened.closed is False and opened.ended is None
+    assert opened.wiretape_version
+    w.close()
+    closed = reader.read_info(w.path)
+    assert closed.closed is True
+    assert closed.ended is not None and abs(closed.ended - time.time()) < 60
+    w.close()
+
+
+def test_add_test_writes_both_files_before_the_future_completes(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        t = case(1)
+        w.add_test(t, [mock("a"), mock("b")]).result(timeout=10)
+        assert (w.path / "tests" / f"{t.id}.yaml").is_file()
+        assert (w.path / "mocks" / f"{t.id}.yaml").is_file()
+        w.add_test(case(2), []).result(timeout=10)
+        assert (w.path / "mocks" / f"{case(2).id}.yaml").is_file()
+    loaded = reader.load_set(w.path)
+    assert [x.id for x in loaded.tests] == [case(1).id, case(2).id]
+    assert [m.id for m in loaded.mocks[case(1).id]] == ["a", "b"]
+    assert all(m.test == case(1).id for m in loaded.mocks[case(1).id])
+    assert loaded.mocks[case(2).id] == ()
+    assert loaded.tests[0] == case(1)
+
+
+def test_late_mocks_are_appended(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        t = case(1)
+        w.add_test(t, [mock("a", body=b"\xff" * 300)])
+        w.add_mocks(t.id, [mock("late")])
+        w.add_mocks(t.id, [mock("later"), mock("latest")])
+    loaded = reader.load_set(w.path)
+    assert [m.id for m in loaded.mocks[t.id]] == ["a", "late", "later", "latest"]
+    first = loaded.mocks[t.id][0].response
+    assert first is not None and model.body_bytes(first.body) == b"\xff" * 300
+
+
+def test_session_mocks_are_coalesced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = SetWriter(tmp_path, info())
+    gate = Gate(monkeypatch)
+    w.add_test(case(1), [])
+    assert gate.entered.wait(10)
+    futures = [w.add_session_mock(mock(f"s{i}")) for i in range(5)]
+    assert not any(f.done() for f in futures)
+    gate.release.set()
+    for f in futures:
+        f.result(timeout=10)
+    assert gate.writes.count(writer.SESSION_FILE) == 1
+    futures.append(w.add_session_mock(mock("s5")))
+    w.close()
+    assert futures[-1].done()
+    assert gate.writes.count(writer.SESSION_FILE) == 2
+    session = reader.load_set(w.path).session
+    assert [m.id for m in session] == [f"s{i}" for i in range(6)]
+    assert all(m.test is None for m in session)
+
+
+def test_queue_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = SetWriter(tmp_path, info(), queue_size=1)
+    gate = Gate(monkeypatch)
+    w.add_test(case(1), [])
+    assert gate.entered.wait(10)
+    w.add_test(case(2), [])
+    third = threading.Thread(target=w.add_test, args=(case(3), []))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()
+    gate.release.set()
+    third.join(10)
+    assert not third.is_alive()
+    w.close()
+    assert len(reader.load_set(w.path).tests) == 3
+
+
+def test_writer_errors_reach_the_future_and_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = SetWriter(tmp_path, info())
+    real = yamlio.atomic_write
+
+    def failing(path: Path, data: bytes | str, *, fsync: bool = False) -> None:
+        if path.name.startswith("0001"):
+            raise OSError(28, "No space left on device")
+        real(path, data, fsync=fsync)
+
+    monkeypatch.setattr(writer, "atomic_write", failing)
+    bad = w.add_test(case(1), [])
+    good = w.add_test(case(2), [])
+    error = bad.exception(timeout=10)
+    assert isinstance(error, StoreError)
+    assert "0001-post-api-orders.yaml" in str(error) and "No space left" in str(error)
+    assert "hint:" in str(error)
+    assert good.result(timeout=10) is None
+    with pytest.raises(StoreError) as raised:
+        w.close()
+    assert raised.value is error
+    assert reader.read_info(w.path).closed is True
+    w.close()
+
+
+def test_body_file_errors_are_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wiretape.store import format as fmt
+
+    def broken(path: Path, data: bytes | str, *, fsync: bool = False) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(fmt, "atomic_write", broken)
+    w = SetWriter(tmp_path, info())
+    future = w.add_test(case(1, body=b"\xff" * 1000), [])
+    assert isinstance(future.exception(timeout=10), StoreError)
+    with pytest.raises(StoreError, match="I/O error"):
+        w.close()
+
+
+def test_closed_writer_refuses_work(tmp_path: Path) -> None:
+    w = SetWriter(tmp_path, info())
+    w.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        w.add_test(case(1), [])
+    with pytest.raises(RuntimeError, match="closed"):
+        w.add_session_mock(mock("x"))
+
+
+def test_existing_set_needs_overwrite(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1, body=b"\xff" * 1000), [mock("a")])
+    bodies = sorted(p.name for p in (w.path / "bodies").iterdir())
+    with pytest.raises(StoreError, match="already holds 1 test") as raised:
+        SetWriter(tmp_path, info())
+    assert "overwrite" in str(raised.value)
+    with SetWriter(tmp_path, info(), overwrite=True) as w2:
+        assert list((w2.path / "tests").iterdir()) == []
+        assert list((w2.path / "mocks").iterdir()) == []
+        assert sorted(p.name for p in (w2.path / "bodies").iterdir()) == bodies
+        w2.add_test(case(7), [])
+    assert [t.id for t in reader.load_set(w2.path).tests] == [case(7).id]
+
+
+def test_empty_existing_set_is_reused(tmp_path: Path) -> None:
+    SetWriter(tmp_path, info()).close()
+    SetWriter(tmp_path, info()).close()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
+def test_bad_set_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(StoreError, match="not a usable set name"):
+        SetWriter(tmp_path, info(name))
+
+
+def test_bad_test_id_is_refused_before_queueing(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w, pytest.raises(StoreError, match="not valid"):
+        w.add_test(model.TestCase("../escape", case(1).request, None), [])
+
+
+def test_fsync_mode_writes_the_same_files(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info(), fsync=True) as w:
+        w.add_test(case(1, body=b"\xff" * 1000), [mock("a")])
+        spool = w.new_spool()
+        spool.write(b"x" * 10)
+        assert spool.finish() == b"x" * 10
+    assert len(reader.load_set(w.path).tests) == 1
+
+
+# --- BodySpool -------------------------------------------------------------------------------
+
+
+def test_small_spool_stays_in_memory(tmp_path: Path) -> None:
+    spool = BodySpool(tmp_path, threshold=10)
+    spool.write(b"01234")
+    spool.write(b"56789")
+    assert spool.size == 10
+    assert spool.finish() == b"0123456789"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_large_spool_is_hashed_into_bodies(tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    spool = BodySpool(tmp_path, threshold=100)
+    for i in range(0, len(data), 333):
+        spool.write(data[i : i + 333])
+    digest = hashlib.sha256(data).hexdigest()
+    assert next(p.name for p in tmp_path.iterdir()).startswith(".tmp-")
+    ref = spool.finish()
+    assert ref == model.BlobRef(sha256=digest, size=5000, path=str(tmp_path / digest))
+    assert [p.name for p in tmp_path.iterdir()] == [digest]
+    again = BodySpool(tmp_path, threshold=100)
+    again.write(data)
+    assert again.finish() == ref
+    assert [p.name for p in tmp_path.iterdir()] == [digest]
+    with pytest.raises(RuntimeError):
+        again.write(b"more")
+
+
+def test_aborted_spool_leaves_nothing(tmp_path: Path) -> None:
+    spool = BodySpool(tmp_path, threshold=4)
+    spool.write(b"0123456789")
+    spool.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spooled_body_is_stored_by_reference(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        spool = BodySpool(w.path / "bodies", threshold=64)
+        data = bytes(range(256)) * 8
+        spool.write(data)
+        body = spool.finish()
+        assert isinstance(body, model.BlobRef)
+        w.add_test(case(1), [mock("big", body=body)])
+    response = reader.load_set(w.path).mocks[case(1).id][0].response
+    assert response is not None and response.body == body
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def test_load_set_sorts_by_index_and_ignores_temp_files(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        for index in (10000, 9999, 2):
+            w.add_test(case(index), [mock(f"m{index}")])
+    (w.path / "tests" / ".tmp-abc-0003-post-x.yaml").write_text("format: [broken")
+    (w.path / "mocks" / ".tmp-abc-0003-post-x.yaml").write_text("format: [broken")
+    (w.path / "mocks" / f"{case(2).id}.yaml").unlink()
+    loaded = reader.load_set(w.path)
+    assert [t.index for t in loaded.tests] == [2, 9999, 10000]
+    assert loaded.mocks[case(2).id] == ()
+    assert loaded.session == ()
+
+
+def test_interrupted_set_loads(tmp_path: Path) -> None:
+    w = SetWriter(tmp_path, info())
+    w.add_test(case(1), []).result(timeout=10)
+    loaded = reader.load_set(w.path)
+    assert loaded.info.closed is False and len(loaded.tests) == 1
+    w.close()
+
+
+def test_load_set_errors_name_the_file(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1), [mock("a")])
+    test_file = w.path / "tests" / f"{case(1).id}.yaml"
+    test_file.rename(w.path / "tests" / "0002-renamed.yaml")
+    with pytest.raises(StoreError, match=r"0002-renamed\.yaml: id: .*does not match"):
+        reader.load_set(w.path)
+    (w.path / "tests" / "0002-renamed.yaml").write_text("format: wiretape/v1\nid: [\n")
+    with pytest.raises(StoreError, match=r"0002-renamed\.yaml:\d+: not valid YAML"):
+        reader.load_set(w.path)
+    with pytest.raises(StoreError, match=r"set\.yaml is missing"):
+        reader.load_set(tmp_path)
+
+
+def test_mocks_file_must_belong_to_its_test(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1), [mock("a")])
+    path = w.path / "mocks" / f"{case(1).id}.yaml"
+    path.write_text(path.read_text().replace(f"test: {case(1).id}", "test: 0009-get-x"))
+    with pytest.raises(StoreError, match=r"test: names '0009-get-x'"):
+        reader.load_set(w.path)
+
+
+def test_list_and_resolve_sets(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="wiretape record"):
+        reader.resolve_set(tmp_path, None)
+    SetWriter(tmp_path, info("zeta", created=CREATED)).close()
+    SetWriter(tmp_path, info("alpha", created=CREATED + 60)).close()
+    (tmp_path / ".runs").mkdir()
+    assert [p.name for p in reader.list_sets(tmp_path)] == ["zeta", "alpha"]
+    assert reader.resolve_set(tmp_path, None) == tmp_path / "alpha"
+    assert reader.resolve_set(tmp_path, "zeta") == tmp_path / "zeta"
+    with pytest.raises(StoreError, match="no test set named 'nope'") as raised:
+        reader.resolve_set(tmp_path, "nope")
+    assert "zeta, alpha" in str(raised.value)
+    assert reader.list_sets(tmp_path / "missing") == []
+
+
+def test_save_test_rewrites_one_test(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1), [])
+        w.add_test(case(2), [])
+    loaded = reader.load_set(w.path)
+    noisy = model.TestCase(**{**_fields(loaded.tests[0]), "noise": ("header.Date",)})
+    reader.save_test(w.path, noisy)
+    again = reader.load_set(w.path)
+    assert again.tests[0].noise == ("header.Date",)
+    assert again.tests[1] == loaded.tests[1]
+
+
+def _fields(t: model.TestCase) -> dict[str, Any]:
+    return {name: getattr(t, name) for name in t.__slots__}
+
+
+# --- kill -9 ---------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+    from wiretape import model
+    from wiretape.store.writer import BodySpool, SetWriter
+
+    root, name = Path(sys.argv[1]), sys.argv[2]
+    out = threading.Lock()
+
+    def report(tag):
+        def done(future):
+            if future.exception() is None:
+                with out:
+                    sys.stdout.write(tag + "\\n")
+                    sys.stdout.flush()
+        return done
+
+    info = model.SetInfo(name=name, created=1.0, app_command="app")
+    w = SetWriter(root, info, queue_size=8)
+    i = 0
+    while True:
+        i += 1
+        spool = BodySpool(w.path / "bodies", threshold=256)
+        spool.write(i.to_bytes(4, "big") * 200)
+        big = spool.finish()
+        req = model.HttpRequest("POST", f"/items/{i}", (("Content-Type", "text/plain"),), b"x" * i)
+        resp = model.HttpResponse(200, "OK", (), bytes([i % 256]) * 300)
+        test = model.TestCase(f"{i:04d}-post-items-{i}", req, resp)
+        mocks = [
+            model.Mock(f"{i}-a", "db", "http", req, resp, test.id),
+            model.Mock(f"{i}-b", "db", "http", req, resp.__class__(200, "OK", (), big), test.id),
+        ]
+        w.add_test(test, mocks).add_done_callback(report(test.id))
+        if i % 7 == 0:
+            w.add_session_mock(mocks[0]).add_done_callback(report("session"))
+    """
+)
+
+
+def _run_and_kill(script: Path, root: Path, name: str, delay: float) -> list[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root), name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    first = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            lines.append(line)
+            first.set()
+
+    pumper = threading.Thread(target=pump)
+    pumper.start()
+    try:
+        started = first.wait(30)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pumper.join(30)
+    assert started, f"the child wrote nothing: {err.decode(errors='replace')}"
+    assert proc.returncode == -signal.SIGKILL
+    return [line.decode().strip() for line in lines if line.endswith(b"\n")]
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_a_loadable_set_with_every_completed_test(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    for round_ in range(6):
+        name = f"killed{round_}"
+        done = _run_and_kill(script, tmp_path, name, rng.uniform(0.0, 0.4))
+        completed = [tag for tag in done if tag != "session"]
+        sessions = done.count("session")
+        loaded = reader.load_set(tmp_path / name)
+        ids = {t.id for t in loaded.tests}
+        missing = [t for t in completed if t not in ids]
+        assert not missing, f"seed {seed}, round {round_}: completed but lost: {missing[:5]}"
+        assert len(loaded.session) >= sessions
+        for test in loaded.tests:
+            i = test.index
+            assert model.body_bytes(test.request.body) == b"x" * i
+            _, b = loaded.mocks[test.id]
+            assert b.response is not None
+            assert model.body_bytes(b.response.body) == i.to_bytes(4, "big") * 200
+        leftovers = [p for p in (tmp_path / name).rglob("*") if p.name.startswith(".tmp-")]
+        assert all(p.parent.name in ("tests", "mocks", "bodies", name) for p in leftovers)
+
+
+def test_yaml_files_start_with_the_format(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1), [mock("a")])
+        w.add_session_mock(mock("s"))
+    for path in w.path.rglob("*.yaml"):
+        assert path.read_text().startswith("format: wiretape/v1\n"), path
+        assert yamlio.load(path.read_bytes(), source=str(path))["format"] == "wiretape/v1"
