@@ -30,6 +30,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from wiretape.compare.paths import PathSyntaxError, parse_path
 from wiretape.errors import ConfigError
 
 __all__ = [
@@ -626,9 +627,14 @@ def _path_text(value: object) -> str:
 
 
 def _noise_path(value: object) -> str:
+    expected = "a noise path such as 'body.items[*].id' or 'header.X-Request-Id'"
     if isinstance(value, str) and value.strip():
+        try:
+            parse_path(value.strip())
+        except PathSyntaxError as exc:
+            raise _Bad(expected, f"{exc.reason} at character {exc.position + 1}") from None
         return value.strip()
-    raise _Bad("a noise path such as 'body.items[*].id' or 'header.X-Request-Id'")
+    raise _Bad(expected)
 
 
 def _env_name_ok(name: str) -> bool:

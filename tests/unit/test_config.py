@@ -788,3 +788,12 @@ def test_find_config_relative_start(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_public_names() -> None:
     for name in config_module.__all__:
         assert hasattr(config_module, name)
+
+
+def test_bad_noise_path_is_rejected_with_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "wiretape.yaml"
+    cfg.write_text("app:\n  command: x\n  port: 8000\nnoise:\n  - body.items[\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert info.value.line == 5
+    assert "noise" in str(info.value)

@@ -13,7 +13,16 @@ from collections.abc import Callable
 
 from wiretape.errors import ProtocolError
 from wiretape.match.index import MockIndex
-from wiretape.model import Body, Headers, HttpRequest, Miss
+from wiretape.model import (
+    Body,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    Miss,
+    body_size,
+    header_get,
+    header_tokens,
+)
 from wiretape.protocols.http1 import (
     BodyData,
     EndOfMessage,
@@ -46,6 +55,17 @@ def miss_response(miss: Miss) -> bytes:
         "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"X-Wiretape-Miss: {header}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode("latin-1", "replace") + body
+
+
+def close_delimited(resp: HttpResponse, method: str) -> bool:
+    """Whether the encoded response ends only when the connection closes."""
+    if method == "HEAD" or resp.status < 200 or resp.status in (204, 304):
+        return False
+    if header_get(resp.headers, "content-length") is not None:
+        return False
+    return "chunked" not in header_tokens(resp.headers, "transfer-encoding") and not body_size(
+        resp.body
+    )
 
 
 class MockHttpServer:
@@ -125,9 +145,12 @@ class MockHttpServer:
                 "%s: %s was recorded as failing (%s); closing", self.dep, req.target, found.error
             )
             return False
-        client.write(encode_response(found.response, head_only=head.method == "HEAD"))
-        return is_keep_alive(head.version, head.headers) and is_keep_alive(
-            found.response.version, found.response.headers
+        resp = found.response
+        client.write(encode_response(resp, head_only=head.method == "HEAD"))
+        return (
+            is_keep_alive(head.version, head.headers)
+            and is_keep_alive(resp.version, resp.headers)
+            and not close_delimited(resp, head.method)
         )
 
     async def _finish_connect(

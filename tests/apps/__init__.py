@@ -1,0 +1,1 @@
+"""Small HTTP apps that integration tests run behind wiretape as real processes."""
