@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,8 @@ def new_order_id() -> str:
 
 
 def idempotency_key(order_id: str) -> str:
-    return f"order-{order_id}"
+    """A key unique to this order's charge attempt (order ids restart with the process)."""
+    return f"order-{order_id}-{uuid.uuid4().hex[:12]}"
 
 
 def utc_now_iso() -> str:
