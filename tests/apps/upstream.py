@@ -35,6 +35,7 @@ def next_count() -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the head and the body are separate writes
     server_version = "upstream/1"
 
     def _send(self, status: int, payload: object) -> None:
@@ -80,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send(201, {**data, "id": secrets.token_hex(8)})
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         sys.stdout.write("upstream: " + (format % args) + "\n")
         sys.stdout.flush()
 

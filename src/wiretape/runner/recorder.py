@@ -19,6 +19,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from wiretape.model import Headers, LinkKind, Mock, TestCase, header_get
@@ -35,6 +36,14 @@ def trace_id_of(headers: Headers) -> str | None:
     if len(parts) >= 4 and len(parts[1]) == 32:
         return parts[1].lower()
     return None
+
+
+async def _durable(future: Future[None]) -> None:
+    """Wait for a store write; most are done already, so skip the thread hop then."""
+    if future.done():
+        future.result()
+    else:
+        await asyncio.wrap_future(future)
 
 
 @dataclass(slots=True)
@@ -114,7 +123,7 @@ class Recorder:
             self.tests += 1
             if done.error is not None:
                 self.errors += 1
-            await asyncio.wrap_future(future)
+            await _durable(future)
             self._changed()
         finally:
             if not self.concurrent:
@@ -152,9 +161,9 @@ class Recorder:
         self._next_mock += 1
         self.mocks += 1
         if attr.test is None:
-            await asyncio.wrap_future(self.writer.add_session_mock(mock))
+            await _durable(self.writer.add_session_mock(mock))
         elif attr.test in self._active:
             self._active[attr.test].mocks.append(mock)
         else:
-            await asyncio.wrap_future(self.writer.add_mocks(attr.test, [mock]))
+            await _durable(self.writer.add_mocks(attr.test, [mock]))
         self._changed()

@@ -10,6 +10,7 @@ from typing import Any
 
 from wiretape.model import Mock, SetInfo, TestCase
 from wiretape.store import format as fmt
+from wiretape.store import journal
 from wiretape.store.writer import SESSION_FILE
 from wiretape.store.yamlio import TMP_PREFIX, atomic_write, dump, load, store_error
 
@@ -84,16 +85,47 @@ def load_set(path: Path) -> TestSet:
                 f"rename the file to {test.id}.yaml or set `id: {file.stem}`",
             )
         tests.append(test)
-    tests.sort(key=lambda t: (t.index, t.id))
     mocks_dir = path / "mocks"
     mocks = {t.id: _mocks_for(mocks_dir / f"{t.id}.yaml", path, t.id) for t in tests}
+    session = _mocks_for(mocks_dir / SESSION_FILE, path, None)
+    if (path / journal.JOURNAL_FILE).is_file():
+        tests, mocks, session = _merge_journal(path, tests, mocks, session)
+    tests.sort(key=lambda t: (t.index, t.id))
     return TestSet(
         path=path,
         info=info,
         tests=tuple(tests),
         mocks=MappingProxyType(mocks),
-        session=_mocks_for(mocks_dir / SESSION_FILE, path, None),
+        session=session,
     )
+
+
+def _merge_journal(
+    path: Path,
+    tests: list[TestCase],
+    mocks: dict[str, tuple[Mock, ...]],
+    session: tuple[Mock, ...],
+) -> tuple[list[TestCase], dict[str, tuple[Mock, ...]], tuple[Mock, ...]]:
+    """Lay the journal of an unfinished recording over its YAML files.
+
+    A test in the journal is taken from there with its mocks (the YAML may not have been
+    written yet, or may lack late mocks); session mocks are merged by id.
+    """
+    by_id = {t.id: t for t in tests}
+    journal_mocks: dict[str, list[Mock]] = {}
+    session_ids = {m.id for m in session}
+    extra_session: list[Mock] = []
+    for record, _ in journal.read(path / journal.JOURNAL_FILE, path / "bodies"):
+        if record.kind == "test" and record.test is not None:
+            by_id[record.test.id] = record.test
+            journal_mocks[record.test.id] = list(record.mocks)
+        elif record.kind == "late" and record.test_id in journal_mocks:
+            journal_mocks[record.test_id].extend(record.mocks)
+        elif record.kind == "session":
+            extra_session.extend(m for m in record.mocks if m.id not in session_ids)
+    merged = dict(mocks)
+    merged.update((tid, tuple(ms)) for tid, ms in journal_mocks.items())
+    return list(by_id.values()), merged, (*session, *extra_session)
 
 
 def list_sets(root: Path) -> list[Path]:

@@ -1,12 +1,14 @@
 """Write a test set while it is being recorded, off the proxy's hot path.
 
-Callers hand finished tests and mocks to ``SetWriter``; a single writer thread takes them from a
-bounded queue, turns them into YAML and renames each file into place. Every call returns a
-Future that completes once its files are renamed, so a test whose future is done survives a kill
-of the process. A full queue makes callers wait rather than letting memory grow.
+Callers hand finished tests and mocks to ``SetWriter``, which appends each to the set's journal
+(``store.journal``) before returning: from then on a kill of the process cannot lose it. A
+background thread turns journal records into the YAML files (``tests/``, ``mocks/``) whenever
+recording has been idle for a moment, and all of them when the set is closed. It reads the
+journal back from disk rather than from a queue, so memory stays flat however long a recording
+runs and a burst of traffic never waits for YAML.
 
-Session mocks are kept in memory and ``mocks/_session.yaml`` is rewritten whole; while a rewrite
-is queued, further session mocks join it instead of queueing another.
+Session mocks are kept as YAML documents in memory and ``mocks/_session.yaml`` is rewritten once
+per batch of records.
 
 Large bodies never pass through memory whole: a ``BodySpool`` spills to ``bodies/.tmp-*`` past
 1 MiB, hashing as it writes, and is renamed to ``bodies/<sha256>`` when finished.
@@ -17,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import queue
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from wiretape import __version__
 from wiretape.errors import StoreError
 from wiretape.model import BlobRef, Body, Mock, SetInfo, TestCase
 from wiretape.store import format as fmt
+from wiretape.store import journal
 from wiretape.store.yamlio import TMP_PREFIX, atomic_write, dump, load, store_error
 
 SPOOL_THRESHOLD = 1 << 20
@@ -39,7 +41,7 @@ SESSION_FILE = "_session.yaml"
 
 _SPACE_HINT = "check free disk space and permissions on the test set folder"
 
-_Job = tuple[Callable[[], None], "Future[None] | None"]
+IDLE_SECONDS = 0.05  # quiet time before the background thread writes YAML
 
 
 class BodySpool:
@@ -127,7 +129,7 @@ class BodySpool:
 
 
 class SetWriter:
-    """Writes one test set under ``root/<info.name>`` from a background thread."""
+    """Writes one test set under ``root/<info.name>``: journal first, YAML in the background."""
 
     def __init__(
         self,
@@ -135,7 +137,7 @@ class SetWriter:
         info: SetInfo,
         *,
         fsync: bool = False,
-        queue_size: int = 256,
+        queue_size: int = 256,  # kept for compatibility; the journal needs no queue
         overwrite: bool = False,
     ) -> None:
         if not info.name or info.name in (".", "..") or "/" in info.name or "\\" in info.name:
@@ -147,21 +149,24 @@ class SetWriter:
         self._tests = self.path / "tests"
         self._mocks = self.path / "mocks"
         self._bodies = self.path / "bodies"
+        self._journal_path = self.path / journal.JOURNAL_FILE
         if not info.wiretape_version:
             info = dataclasses.replace(info, wiretape_version=__version__)
         self._info = info
         self._prepare(overwrite)
         self._write(self.path / "set.yaml", dump(fmt.setinfo_to_doc(info)))
-
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
-        self._submit_lock = threading.Lock()
-        self._session_lock = threading.Lock()
-        self._session: list[Mock] = []
+        try:
+            self._journal = journal.JournalWriter(self._journal_path, fsync=fsync)
+        except OSError as exc:
+            raise store_error(
+                str(self._journal_path), f"cannot create the journal: {exc}", _SPACE_HINT
+            ) from exc
         self._session_docs: list[dict[str, Any]] = []
-        self._session_waiters: list[Future[None]] = []
-        self._session_queued = False
         self._error: BaseException | None = None
         self._closed = False
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._last_append = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"wiretape-writer-{info.name}", daemon=True
         )
@@ -183,70 +188,49 @@ class SetWriter:
             if overwrite:
                 shutil.rmtree(self._tests, ignore_errors=True)
                 shutil.rmtree(self._mocks, ignore_errors=True)
+                self._journal_path.unlink(missing_ok=True)
             for folder in (self._tests, self._mocks, self._bodies):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise store_error(str(self.path), f"cannot create the set: {exc}", _SPACE_HINT) from exc
 
     def _count_tests(self) -> int:
-        if not self._tests.is_dir():
-            return 0
-        return sum(
-            1 for p in self._tests.iterdir() if p.suffix == ".yaml" and not p.name.startswith(".")
-        )
+        count = 0
+        if self._tests.is_dir():
+            count = sum(
+                1
+                for p in self._tests.iterdir()
+                if p.suffix == ".yaml" and not p.name.startswith(".")
+            )
+        if self._journal_path.is_file() and self._journal_path.stat().st_size:
+            count = max(count, 1)
+        return count
 
     def new_spool(self) -> BodySpool:
         return BodySpool(self._bodies, fsync=self._fsync)
 
     def add_test(self, test: TestCase, mocks: Sequence[Mock]) -> Future[None]:
-        """Queue ``tests/<id>.yaml`` and ``mocks/<id>.yaml`` (written even with no mocks)."""
+        """Record a finished test and its mocks; durable when the returned future is done."""
         fmt.check_test_id(test.id, str(self._tests))
-        mocks = tuple(mocks)
-
-        def job() -> None:
-            # The mocks go first so that a test file on disk always has its mocks beside it.
-            self._write_mocks(test.id, mocks)
-            doc = fmt.test_to_doc(test, self._bodies, fsync=self._fsync)
-            self._write(self._tests / f"{test.id}.yaml", dump(doc))
-
-        return self._submit(job)
+        return self._append(journal.test_record(test, list(mocks)))
 
     def add_mocks(self, test_id: str, mocks: Sequence[Mock]) -> Future[None]:
-        """Queue appending late mocks to ``mocks/<test_id>.yaml``."""
+        """Record mocks that finished after their test was written."""
         fmt.check_test_id(test_id, str(self._mocks))
-        mocks = tuple(mocks)
-
-        def job() -> None:
-            path = self._mocks / f"{test_id}.yaml"
-            earlier: list[Mock] = []
-            if path.exists():
-                doc = load(path.read_bytes(), source=str(path))
-                _, earlier = fmt.doc_to_mocks(doc, self.path, source=str(path))
-            self._write_mocks(test_id, [*earlier, *mocks])
-
-        return self._submit(job)
+        return self._append(journal.late_record(test_id, list(mocks)))
 
     def add_session_mock(self, mock: Mock) -> Future[None]:
-        """Queue a rewrite of ``mocks/_session.yaml`` with ``mock`` added."""
-        future: Future[None] = Future()
-        with self._submit_lock:
-            self._check_open()
-            with self._session_lock:
-                self._session.append(mock)
-                self._session_waiters.append(future)
-                queue_it = not self._session_queued
-                self._session_queued = True
-            if queue_it:
-                self._queue.put((self._flush_session, None))
-        return future
+        """Record a mock made outside any test."""
+        return self._append(journal.session_record(mock))
 
     def close(self) -> None:
-        """Finish every queued write, mark the set closed, and raise the first write error."""
-        with self._submit_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(None)
+        """Write every YAML file, mark the set closed, drop the journal; raise the first error."""
+        if self._closed:
+            return
+        self._closed = True
+        self._journal.close()
+        self._closing.set()
+        self._wake.set()
         self._thread.join()
         info = dataclasses.replace(self._info, closed=True, ended=time.time())
         try:
@@ -256,6 +240,8 @@ class SetWriter:
                 self._error = exc
         if self._error is not None:
             raise self._error
+        # Only now is every record in the YAML files and the set marked closed.
+        self._journal_path.unlink(missing_ok=True)
 
     def __enter__(self) -> SetWriter:
         return self
@@ -268,59 +254,79 @@ class SetWriter:
     ) -> None:
         self.close()
 
-    def _check_open(self) -> None:
+    def _append(self, record: bytes) -> Future[None]:
         if self._closed:
             raise RuntimeError(f"the writer for {self.path} is closed")
-
-    def _submit(self, job: Callable[[], None]) -> Future[None]:
         future: Future[None] = Future()
-        with self._submit_lock:
-            self._check_open()
-            self._queue.put((job, future))
+        try:
+            self._journal.append(record)
+        except OSError as exc:
+            error = store_error(str(self._journal_path), f"cannot write: {exc}", _SPACE_HINT)
+            if self._error is None:
+                self._error = error
+            future.set_exception(error)
+            return future
+        self._last_append = time.monotonic()
+        self._wake.set()
+        future.set_result(None)
         return future
 
+    def _busy(self) -> bool:
+        return not self._closing.is_set() and time.monotonic() - self._last_append < IDLE_SECONDS
+
     def _run(self) -> None:
+        offset = 0
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            job, future = item
-            if future is not None and not future.set_running_or_notify_cancel():
-                continue
+            self._wake.wait()
+            self._wake.clear()
+            while self._busy():
+                self._closing.wait(IDLE_SECONDS)
             try:
-                try:
-                    job()
-                except OSError as exc:
-                    raise store_error(str(self.path), f"cannot write: {exc}", _SPACE_HINT) from exc
+                offset = self._materialize(offset)
             except Exception as exc:
                 if self._error is None:
-                    self._error = exc
-                if future is not None:
-                    future.set_exception(exc)
-            else:
-                if future is not None:
-                    future.set_result(None)
+                    self._error = (
+                        store_error(str(self.path), f"cannot write: {exc}", _SPACE_HINT)
+                        if isinstance(exc, OSError)
+                        else exc
+                    )
+                return
+            if self._closing.is_set():
+                return
 
-    def _flush_session(self) -> None:
-        with self._session_lock:
-            mocks = self._session
-            self._session = []
-            waiters = self._session_waiters
-            self._session_waiters = []
-            self._session_queued = False
-        waiters = [w for w in waiters if w.set_running_or_notify_cancel()]
-        try:
-            self._session_docs.extend(
-                fmt.mock_to_doc(m, self._bodies, fsync=self._fsync) for m in mocks
-            )
+    def _materialize(self, offset: int) -> int:
+        """Write YAML for the journal records from ``offset``; stop early if traffic resumes."""
+        session_dirty = False
+        for record, end in journal.read(self._journal_path, self._bodies, offset):
+            if record.kind == "test":
+                assert record.test is not None
+                self._write_mocks(record.test.id, record.mocks)
+                doc = fmt.test_to_doc(record.test, self._bodies, fsync=self._fsync)
+                self._write(self._tests / f"{record.test.id}.yaml", dump(doc))
+            elif record.kind == "late":
+                assert record.test_id is not None
+                self._append_mocks(record.test_id, record.mocks)
+            else:
+                self._session_docs.extend(
+                    fmt.mock_to_doc(m, self._bodies, fsync=self._fsync) for m in record.mocks
+                )
+                session_dirty = True
+            offset = end
+            if self._busy():
+                self._wake.set()
+                break
+        if session_dirty:
             doc = {"format": fmt.FORMAT, "test": None, "mocks": self._session_docs}
             self._write(self._mocks / SESSION_FILE, dump(doc))
-        except Exception as exc:
-            for waiter in waiters:
-                waiter.set_exception(exc)
-            raise
-        for waiter in waiters:
-            waiter.set_result(None)
+        return offset
+
+    def _append_mocks(self, test_id: str, mocks: Sequence[Mock]) -> None:
+        path = self._mocks / f"{test_id}.yaml"
+        earlier: list[Mock] = []
+        if path.exists():
+            doc = load(path.read_bytes(), source=str(path))
+            _, earlier = fmt.doc_to_mocks(doc, self.path, source=str(path))
+        self._write_mocks(test_id, [*earlier, *mocks])
 
     def _write_mocks(self, test_id: str | None, mocks: Sequence[Mock]) -> None:
         name = SESSION_FILE if test_id is None else f"{test_id}.yaml"

@@ -73,25 +73,36 @@ class Gate:
 def test_layout_and_set_yaml_before_and_after_close(tmp_path: Path) -> None:
     w = SetWriter(tmp_path, info())
     assert w.path == tmp_path / "s1"
-    assert sorted(p.name for p in w.path.iterdir()) == ["bodies", "mocks", "set.yaml", "tests"]
+    assert sorted(p.name for p in w.path.iterdir()) == [
+        "bodies",
+        "journal.jsonl",
+        "mocks",
+        "set.yaml",
+        "tests",
+    ]
     opened = reader.read_info(w.path)
     assert opened.closed is False and opened.ended is None
     assert opened.wiretape_version
     w.close()
+    assert not (w.path / "journal.jsonl").exists()
     closed = reader.read_info(w.path)
     assert closed.closed is True
     assert closed.ended is not None and abs(closed.ended - time.time()) < 60
     w.close()
 
 
-def test_add_test_writes_both_files_before_the_future_completes(tmp_path: Path) -> None:
+def test_a_test_is_loadable_once_its_future_completes(tmp_path: Path) -> None:
     with SetWriter(tmp_path, info()) as w:
         t = case(1)
         w.add_test(t, [mock("a"), mock("b")]).result(timeout=10)
-        assert (w.path / "tests" / f"{t.id}.yaml").is_file()
-        assert (w.path / "mocks" / f"{t.id}.yaml").is_file()
+        during = reader.load_set(w.path)
+        assert [x.id for x in during.tests] == [t.id]
+        assert [m.id for m in during.mocks[t.id]] == ["a", "b"]
         w.add_test(case(2), []).result(timeout=10)
-        assert (w.path / "mocks" / f"{case(2).id}.yaml").is_file()
+        assert [x.id for x in reader.load_set(w.path).tests] == [t.id, case(2).id]
+    for stem in (t.id, case(2).id):
+        assert (w.path / "tests" / f"{stem}.yaml").is_file()
+        assert (w.path / "mocks" / f"{stem}.yaml").is_file()
     loaded = reader.load_set(w.path)
     assert [x.id for x in loaded.tests] == [case(1).id, case(2).id]
     assert [m.id for m in loaded.mocks[case(1).id]] == ["a", "b"]
@@ -112,44 +123,42 @@ def test_late_mocks_are_appended(tmp_path: Path) -> None:
     assert first is not None and model.body_bytes(first.body) == b"\xff" * 300
 
 
-def test_session_mocks_are_coalesced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_session_mocks_in_a_burst_are_written_in_one_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = SetWriter(tmp_path, info())
+    gate = Gate(monkeypatch)
+    w.add_test(case(1), [])
+    assert gate.entered.wait(10)  # the background thread is stuck in a YAML write
+    futures = [w.add_session_mock(mock(f"s{i}")) for i in range(5)]
+    assert all(f.done() and f.exception() is None for f in futures)  # durable already
+    gate.release.set()
+    w.close()
+    assert gate.writes.count(writer.SESSION_FILE) == 1
+    session = reader.load_set(w.path).session
+    assert [m.id for m in session] == [f"s{i}" for i in range(5)]
+    assert all(m.test is None for m in session)
+
+
+def test_slow_yaml_never_holds_up_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = SetWriter(tmp_path, info())
     gate = Gate(monkeypatch)
     w.add_test(case(1), [])
     assert gate.entered.wait(10)
-    futures = [w.add_session_mock(mock(f"s{i}")) for i in range(5)]
-    assert not any(f.done() for f in futures)
+    futures = [w.add_test(case(i), [mock(f"m{i}")]) for i in range(2, 502)]
+    assert all(f.done() for f in futures)
+    assert len(reader.load_set(w.path).tests) == 501  # from the journal, before any YAML
     gate.release.set()
-    for f in futures:
-        f.result(timeout=10)
-    assert gate.writes.count(writer.SESSION_FILE) == 1
-    futures.append(w.add_session_mock(mock("s5")))
     w.close()
-    assert futures[-1].done()
-    assert gate.writes.count(writer.SESSION_FILE) == 2
-    session = reader.load_set(w.path).session
-    assert [m.id for m in session] == [f"s{i}" for i in range(6)]
-    assert all(m.test is None for m in session)
+    loaded = reader.load_set(w.path)
+    assert len(loaded.tests) == 501
+    assert not (w.path / "journal.jsonl").exists()
+    assert len(list((w.path / "tests").glob("*.yaml"))) == 501
 
 
-def test_queue_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    w = SetWriter(tmp_path, info(), queue_size=1)
-    gate = Gate(monkeypatch)
-    w.add_test(case(1), [])
-    assert gate.entered.wait(10)
-    w.add_test(case(2), [])
-    third = threading.Thread(target=w.add_test, args=(case(3), []))
-    third.start()
-    third.join(0.3)
-    assert third.is_alive()
-    gate.release.set()
-    third.join(10)
-    assert not third.is_alive()
-    w.close()
-    assert len(reader.load_set(w.path).tests) == 3
-
-
-def test_writer_errors_reach_the_future_and_close(
+def test_yaml_errors_reach_close_and_keep_the_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = SetWriter(tmp_path, info())
@@ -161,17 +170,15 @@ def test_writer_errors_reach_the_future_and_close(
         real(path, data, fsync=fsync)
 
     monkeypatch.setattr(writer, "atomic_write", failing)
-    bad = w.add_test(case(1), [])
-    good = w.add_test(case(2), [])
-    error = bad.exception(timeout=10)
-    assert isinstance(error, StoreError)
-    assert "0001-post-api-orders.yaml" in str(error) and "No space left" in str(error)
-    assert "hint:" in str(error)
-    assert good.result(timeout=10) is None
+    assert w.add_test(case(1), []).result(timeout=10) is None
+    assert w.add_test(case(2), []).result(timeout=10) is None
     with pytest.raises(StoreError) as raised:
         w.close()
-    assert raised.value is error
-    assert reader.read_info(w.path).closed is True
+    assert "0001-post-api-orders.yaml" in str(raised.value)
+    assert "No space left" in str(raised.value) and "hint:" in str(raised.value)
+    # Nothing is lost: the journal stays and the set still loads both tests.
+    assert (w.path / "journal.jsonl").exists()
+    assert [t.id for t in reader.load_set(w.path).tests] == [case(1).id, case(2).id]
     w.close()
 
 
@@ -183,9 +190,23 @@ def test_body_file_errors_are_store_errors(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(fmt, "atomic_write", broken)
     w = SetWriter(tmp_path, info())
-    future = w.add_test(case(1, body=b"\xff" * 1000), [])
-    assert isinstance(future.exception(timeout=10), StoreError)
+    w.add_test(case(1, body=b"\xff" * 1000), []).result(timeout=10)
     with pytest.raises(StoreError, match="I/O error"):
+        w.close()
+
+
+def test_journal_append_errors_reach_the_future(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = SetWriter(tmp_path, info())
+
+    def full(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w._journal, "append", full)
+    error = w.add_test(case(1), []).exception(timeout=10)
+    assert isinstance(error, StoreError) and "No space left" in str(error)
+    with pytest.raises(StoreError):
         w.close()
 
 
@@ -472,3 +493,28 @@ def test_yaml_files_start_with_the_format(tmp_path: Path) -> None:
     for path in w.path.rglob("*.yaml"):
         assert path.read_text().startswith("format: wiretape/v1\n"), path
         assert yamlio.load(path.read_bytes(), source=str(path))["format"] == "wiretape/v1"
+
+
+def test_yaml_files_appear_while_recording_is_idle(tmp_path: Path) -> None:
+    with SetWriter(tmp_path, info()) as w:
+        t = case(1)
+        w.add_test(t, [mock("a")]).result(timeout=10)
+        target = w.path / "tests" / f"{t.id}.yaml"
+        deadline = time.monotonic() + 10
+        while not target.is_file() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert target.is_file()
+        assert (w.path / "mocks" / f"{t.id}.yaml").is_file()
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
+    w = SetWriter(tmp_path, info())
+    w.add_test(case(1), [mock("a")]).result(timeout=10)
+    w._closing.set()  # stop the background thread without writing YAML or closing the set
+    w._wake.set()
+    w._thread.join()
+    with open(w.path / "journal.jsonl", "ab") as fh:
+        fh.write(b'{"k":"test","id":"0002-get-x","rq":{"m":"GET"')
+    loaded = reader.load_set(w.path)
+    assert [x.id for x in loaded.tests] == [case(1).id]
+    assert loaded.info.closed is False

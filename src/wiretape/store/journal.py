@@ -1,0 +1,250 @@
+"""The recording journal: an append-only log that makes each finished test durable at once.
+
+How this works: while recording, every finished test (with its mocks), every session mock and
+every late mock is appended to ``<set>/journal.jsonl`` as one JSON line, written with a single
+``write`` on an ``O_APPEND`` descriptor. Once ``append`` returns, a kill of the process cannot
+lose the record. Turning records into the readable YAML files is slower, so the writer does it
+in the background when recording is idle, and completely when the set is closed; the journal is
+deleted only after ``set.yaml`` says ``closed: true``. A reader that finds a journal (a recording
+that was killed, or is still running) merges it over the YAML files; a torn last line (a kill in
+the middle of a write) is ignored.
+
+Bodies are stored base64-encoded, or by reference to ``bodies/<sha256>`` when they were spooled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wiretape.model import (
+    BlobRef,
+    Body,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    LinkKind,
+    Mock,
+    TestCase,
+)
+
+JOURNAL_FILE = "journal.jsonl"
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def _body(body: Body) -> Any:
+    if isinstance(body, BlobRef):
+        return {"blob": body.sha256, "size": body.size}
+    if not body:
+        return None
+    return base64.b64encode(body).decode("ascii")
+
+
+def _request(req: HttpRequest) -> dict[str, Any]:
+    return {
+        "m": req.method,
+        "t": req.target,
+        "v": req.version,
+        "s": req.scheme,
+        "h": req.host,
+        "hd": req.headers,
+        "b": _body(req.body),
+        "tr": req.trailers,
+    }
+
+
+def _response(resp: HttpResponse | None) -> dict[str, Any] | None:
+    if resp is None:
+        return None
+    return {
+        "st": resp.status,
+        "r": resp.reason,
+        "v": resp.version,
+        "hd": resp.headers,
+        "b": _body(resp.body),
+        "tr": resp.trailers,
+    }
+
+
+def _mock(m: Mock) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "dep": m.dep,
+        "p": m.protocol,
+        "rq": _request(m.request),
+        "rs": _response(m.response),
+        "test": m.test,
+        "l": m.link.value,
+        "c": m.candidates,
+        "e": m.error,
+        "sa": m.started,
+        "d": m.duration,
+    }
+
+
+def test_record(test: TestCase, mocks: tuple[Mock, ...] | list[Mock]) -> bytes:
+    doc = {
+        "k": "test",
+        "id": test.id,
+        "rq": _request(test.request),
+        "rs": _response(test.response),
+        "e": test.error,
+        "n": test.noise,
+        "sa": test.started,
+        "d": test.duration,
+        "u": test.upgraded,
+        "mocks": [_mock(m) for m in mocks],
+    }
+    return (_dumps(doc) + "\n").encode("utf-8", "surrogateescape")
+
+
+def session_record(mock: Mock) -> bytes:
+    return (_dumps({"k": "session", "mock": _mock(mock)}) + "\n").encode("utf-8", "surrogateescape")
+
+
+def late_record(test_id: str, mocks: tuple[Mock, ...] | list[Mock]) -> bytes:
+    doc = {"k": "late", "test": test_id, "mocks": [_mock(m) for m in mocks]}
+    return (_dumps(doc) + "\n").encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: str  # "test" | "session" | "late"
+    test: TestCase | None = None
+    test_id: str | None = None
+    mocks: tuple[Mock, ...] = ()
+
+
+def _headers(value: Any) -> Headers:
+    return tuple((str(k), str(v)) for k, v in value)
+
+
+def _decode_body(value: Any, bodies: Path) -> Body:
+    if value is None:
+        return b""
+    if isinstance(value, dict):
+        sha = str(value["blob"])
+        return BlobRef(sha256=sha, size=int(value["size"]), path=str(bodies / sha))
+    return base64.b64decode(value)
+
+
+def _decode_request(d: dict[str, Any], bodies: Path) -> HttpRequest:
+    return HttpRequest(
+        method=d["m"],
+        target=d["t"],
+        headers=_headers(d["hd"]),
+        body=_decode_body(d["b"], bodies),
+        version=d["v"],
+        scheme=d["s"],
+        host=d["h"],
+        trailers=_headers(d["tr"]),
+    )
+
+
+def _decode_response(d: dict[str, Any] | None, bodies: Path) -> HttpResponse | None:
+    if d is None:
+        return None
+    return HttpResponse(
+        status=int(d["st"]),
+        reason=d["r"],
+        headers=_headers(d["hd"]),
+        body=_decode_body(d["b"], bodies),
+        version=d["v"],
+        trailers=_headers(d["tr"]),
+    )
+
+
+def _decode_mock(d: dict[str, Any], bodies: Path) -> Mock:
+    return Mock(
+        id=d["id"],
+        dep=d["dep"],
+        protocol=d["p"],
+        request=_decode_request(d["rq"], bodies),
+        response=_decode_response(d["rs"], bodies),
+        test=d["test"],
+        link=LinkKind(d["l"]),
+        candidates=tuple(d["c"]),
+        error=d["e"],
+        started=float(d["sa"]),
+        duration=float(d["d"]),
+    )
+
+
+def decode(line: bytes, bodies: Path) -> Record:
+    d = json.loads(line.decode("utf-8", "surrogateescape"))
+    kind = d["k"]
+    if kind == "test":
+        test = TestCase(
+            id=d["id"],
+            request=_decode_request(d["rq"], bodies),
+            response=_decode_response(d["rs"], bodies),
+            error=d["e"],
+            noise=tuple(d["n"]),
+            started=float(d["sa"]),
+            duration=float(d["d"]),
+            upgraded=bool(d["u"]),
+        )
+        return Record(
+            "test",
+            test=test,
+            test_id=test.id,
+            mocks=tuple(_decode_mock(m, bodies) for m in d["mocks"]),
+        )
+    if kind == "session":
+        return Record("session", mocks=(_decode_mock(d["mock"], bodies),))
+    if kind == "late":
+        return Record(
+            "late", test_id=d["test"], mocks=tuple(_decode_mock(m, bodies) for m in d["mocks"])
+        )
+    raise ValueError(f"unknown journal record kind {kind!r}")
+
+
+def read(path: Path, bodies: Path, offset: int = 0) -> Iterator[tuple[Record, int]]:
+    """Records from ``offset`` on, each with the offset just past it.
+
+    Reading stops at the first line that is incomplete or does not decode: a kill can tear only
+    the last write, and nothing after a torn line was acknowledged.
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    with fh:
+        fh.seek(offset)
+        pos = offset
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return
+            try:
+                record = decode(line, bodies)
+            except (ValueError, KeyError, TypeError):
+                return
+            pos += len(line)
+            yield record, pos
+
+
+class JournalWriter:
+    """Appends records with one ``write`` each; ``fsync`` also flushes them to the disk."""
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fsync = fsync
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
