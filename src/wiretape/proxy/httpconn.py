@@ -257,9 +257,9 @@ class HttpSession:
                 )
                 return False
             up.parser.expect_response_to(head.method)
-            up.stream.write(route.head if route.head is not None else raw_head)
+            first = route.head if route.head is not None else raw_head
             body_task: asyncio.Task[None] | None = None
-            if not self._forward_request_body(up, req_sink, state):
+            if not self._forward_request_body(up, req_sink, state, first):
                 body_task = asyncio.create_task(self._pump_request_body(up, req_sink, state))
             resp_sink = self.hooks.new_sink()
             response = await self._pump_response(up, resp_sink, state, head)
@@ -336,26 +336,34 @@ class HttpSession:
             ),
         )
 
-    def _forward_request_body(self, up: _Upstream, sink: BodySink, state: _ExchangeState) -> bool:
-        """Forward what is already parsed of the request body. True once the request ended."""
+    def _forward_request_body(
+        self, up: _Upstream, sink: BodySink, state: _ExchangeState, prefix: bytes = b""
+    ) -> bool:
+        """Forward what is already parsed of the request body (after ``prefix``) in one write.
+
+        Returns True once the request has ended.
+        """
         parser = self.parser
+        done = False
         while True:
             ev = parser.next_event()
             if isinstance(ev, BodyData):
                 sink.write(ev.data)
-                up.stream.write(parser.take_raw())
-            elif isinstance(ev, EndOfMessage):
+                continue
+            if isinstance(ev, EndOfMessage):
                 state.trailers = ev.trailers
-                raw = parser.take_raw()
-                if raw:
-                    up.stream.write(raw)
-                state.request_done = True
-                return True
+                done = True
             elif isinstance(ev, Paused):
-                state.request_done = True
-                return True
-            else:
-                return False
+                done = True
+            break
+        raw = parser.take_raw()
+        if prefix:
+            raw = prefix + raw if raw else prefix
+        if raw:
+            up.stream.write(raw)
+        if done:
+            state.request_done = True
+        return done
 
     async def _pump_request_body(
         self,
@@ -409,12 +417,11 @@ class HttpSession:
                 ev = parser.next_event()
                 if isinstance(ev, BodyData):
                     sink.write(ev.data)
-                    client.write(parser.take_raw())
                     continue
                 if isinstance(ev, ResponseHead):
                     rhead = ev
-                    client.write(parser.take_raw())
                     if parser.switched:
+                        client.write(parser.take_raw())
                         return rhead, ()
                     continue
                 if isinstance(ev, EndOfMessage):
@@ -428,7 +435,10 @@ class HttpSession:
                     client.write(parser.take_raw())
                     await client.drain()
                     continue
-                # Need data.
+                # Need data: forward what was parsed so far, then read on.
+                raw = parser.take_raw()
+                if raw:
+                    client.write(raw)
                 await client.drain()
                 if state.request_error:
                     return None

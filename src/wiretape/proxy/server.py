@@ -49,7 +49,9 @@ class Listener:
         try:
             await self.handler(stream)
         except asyncio.CancelledError:
-            raise
+            # Shutdown cancelled this connection; ending quietly keeps asyncio's stream
+            # callback from reporting the cancellation as an error.
+            pass
         except Exception:
             log.exception("%s: connection from %s failed", self.name, stream.peer)
         finally:
