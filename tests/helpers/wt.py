@@ -202,8 +202,12 @@ class Recording:
     def set_path(self) -> Path:
         return set_path(self.dir, self.set_name)
 
-    def start(self, timeout: float = 30) -> None:
-        """Start wiretape and wait until the listen port accepts (fails early if it exits)."""
+    def start(self, timeout: float = 30, *, wait_port: bool = True) -> None:
+        """Start wiretape and wait until the listen port accepts (fails early if it exits).
+
+        ``wait_port=False`` returns at once, e.g. with ``--run`` whose traffic may end (and so
+        wiretape) before the port could be polled; then use ``wait()``.
+        """
         self.proc = Proc(
             self.args,
             name="wiretape-record",
@@ -212,11 +216,27 @@ class Recording:
             log_dir=self.dir / "logs",
             port=self.port,
         )
+        if not wait_port:
+            return
         try:
             wait_for_port(self.port, timeout=timeout, proc=self.proc)
         except BaseException:
             self.kill9()
             raise
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for wiretape to exit by itself (``--run``); kill everything after ``timeout``."""
+        proc = self.proc
+        assert proc is not None, "not started"
+        try:
+            proc.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise ProcessFailed(
+                f"wiretape record did not exit within {timeout:g}s\n" + proc.describe()
+            ) from None
+        proc.stop()  # closes the log
+        return proc.popen.returncode
 
     def poll(self) -> int | None:
         return None if self.proc is None else self.proc.poll()

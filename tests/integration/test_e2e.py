@@ -150,7 +150,7 @@ def case_for(test_set: TestSet, target: str) -> TestCase:
 
 
 def result_of(report: dict[str, Any], test_id: str) -> dict[str, Any]:
-    found = [r for r in report["results"] if r["test_id"] == test_id]
+    found: list[dict[str, Any]] = [r for r in report["results"] if r["test_id"] == test_id]
     assert len(found) == 1, f"no single result for {test_id} in {report['results']}"
     return found[0]
 
@@ -232,6 +232,7 @@ def test_record_then_replay_without_dependencies_passes(
     test_set = recorded.test_set
     assert [t.request.target for t in test_set.tests] == [p for _, p, _ in TRAFFIC]
     assert test_set.info.closed, "the recording should have ended cleanly"
+    assert "recorded 4 tests and 6 mocks" in recorded.record_output, recorded.record_output
     assert recorded.upstream.poll() is not None and recorded.secure.poll() is not None
 
     done, report = baseline
@@ -298,7 +299,7 @@ def test_noise_global_and_per_test(
     text = test_file.read_text(encoding="utf-8")
     assert "\nnoise:" not in text
     test_file.write_text(text + "noise:\n- body.now\n", encoding="utf-8")
-    assert load(project, SET).tests[now.index - 1].noise == ("body.now",)
+    assert case_for(load(project, SET), "/now").noise == ("body.now",)
 
     done, report = run_test_json(project, SET)
     assert done.returncode == 0, describe_run(done)

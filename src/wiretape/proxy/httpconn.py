@@ -412,6 +412,7 @@ class HttpSession:
         parser = up.parser
         client = self.client
         rhead: ResponseHead | None = None
+        received = False
         try:
             while True:
                 ev = parser.next_event()
@@ -450,6 +451,7 @@ class HttpSession:
                         return None
                     parser.feed_eof()
                     continue
+                received = True
                 parser.feed(data)
         except ProtocolError as exc:
             state.keep = False
@@ -457,7 +459,7 @@ class HttpSession:
                 return None
             self._close_upstream()
             if rhead is None:
-                if parser.consumed == 0 and not parser.in_message:
+                if not received:
                     msg = "the upstream closed the connection without answering"
                 else:
                     msg = f"the upstream sent a malformed response: {exc}"
