@@ -386,7 +386,10 @@ def test_https_upstream_is_verified_by_default(unverified: Unverified) -> None:
     assert test.response is not None and test.response.status == 502
     [mock] = test_set.mocks[test.id]
     assert (mock.dep, mock.request.scheme, mock.request.target) == ("outbound", "https", "/item/7")
-    assert mock.response is None, mock.response
+    # What the app got was wiretape's own 502, and that is what the mock answers on replay.
+    assert mock.response is not None and mock.response.status == 502, mock.response
+    assert ("X-Wiretape-Error", "1") in mock.response.headers
+    assert b"CERTIFICATE_VERIFY_FAILED" in body_bytes(mock.response.body)
     assert mock.error is not None and "CERTIFICATE_VERIFY_FAILED" in mock.error, mock.error
     mock_file = (test_set.path / "mocks" / f"{test.id}.yaml").read_text(encoding="utf-8")
     assert "CERTIFICATE_VERIFY_FAILED" in mock_file

@@ -34,6 +34,7 @@ from wiretape.protocols.http1 import (
     Paused,
     RequestHead,
     ResponseHead,
+    encode_response,
     is_keep_alive,
 )
 from wiretape.proxy.streams import ByteStream, open_stream
@@ -123,20 +124,29 @@ class Hooks(Protocol):
         ...
 
 
-def error_response(status: int, message: str) -> bytes:
-    reasons = {
-        400: "Bad Request",
-        502: "Bad Gateway",
-        503: "Service Unavailable",
-        504: "Gateway Timeout",
-        403: "Forbidden",
-    }
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def error_reply(status: int, message: str) -> HttpResponse:
+    """The answer wiretape gives itself when it cannot forward; it is recorded as such."""
     body = ("wiretape: " + message + "\n").encode("utf-8", "replace")
-    return (
-        f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\nX-Wiretape-Error: 1\r\n\r\n"
-    ).encode() + body
+    headers = (
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        ("X-Wiretape-Error", "1"),
+    )
+    return HttpResponse(status, _REASONS.get(status, "Error"), headers, body)
+
+
+def error_response(status: int, message: str) -> bytes:
+    return encode_response(error_reply(status, message))
 
 
 class _Upstream:
@@ -243,17 +253,19 @@ class HttpSession:
                 up = await self._connect(route)
             except RouteError as exc:
                 await self._drain_request(req_sink, state)
-                self.client.write(error_response(exc.status, exc.message))
+                reply = error_reply(exc.status, exc.message)
+                self.client.write(encode_response(reply))
                 await self._finish(
-                    ticket, head, req_sink, state, None, exc.message, started_wall, started
+                    ticket, head, req_sink, state, reply, exc.message, started_wall, started
                 )
                 return False
             except (TimeoutError, OSError) as exc:
                 message = f"cannot connect to upstream {route.host}:{route.port}: {exc}"
                 await self._drain_request(req_sink, state)
-                self.client.write(error_response(502, message))
+                reply = error_reply(502, message)
+                self.client.write(encode_response(reply))
                 await self._finish(
-                    ticket, head, req_sink, state, None, message, started_wall, started
+                    ticket, head, req_sink, state, reply, message, started_wall, started
                 )
                 return False
             up.parser.expect_response_to(head.method)
@@ -272,7 +284,7 @@ class HttpSession:
                     await body_task
             if state.error is not None and state.request_error:
                 self._close_upstream()
-            resp = None
+            resp = state.reply
             if response is not None:
                 rhead, trailers = response
                 resp = HttpResponse(
@@ -464,7 +476,8 @@ class HttpSession:
                 else:
                     msg = f"the upstream sent a malformed response: {exc}"
                 state.error = msg
-                client.write(error_response(502, msg))
+                state.reply = error_reply(502, msg)
+                client.write(encode_response(state.reply))
                 await client.drain()
             else:
                 state.error = f"the upstream broke off its response: {exc}"
@@ -507,4 +520,5 @@ class _ExchangeState:
     request_done: bool = False
     request_error: bool = False
     error: str | None = None
+    reply: HttpResponse | None = None  # what wiretape answered itself, if it had to
     keep: bool = True

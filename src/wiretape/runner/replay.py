@@ -39,7 +39,9 @@ def runs_dir(cfg: Config) -> Path:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.urandom(2).hex()}"
 
 
 async def replay(cfg: Config, opts: TestOptions) -> tuple[RunReport, Path]:
@@ -147,11 +149,11 @@ async def _run_one(
             method=common.method,
             target=common.target,
         )
-    if test.response is None:
+    if test.response is None or test.error is not None:
         return TestResult(
             status="skipped",
             duration=0.0,
-            message=f"recorded without a response: {test.error}",
+            message=f"recorded as failing, not replayed: {test.error}",
             test_id=common.test_id,
             method=common.method,
             target=common.target,
@@ -205,8 +207,10 @@ def latest_run(cfg: Config, run_id: str | None = None) -> Path | None:
         return path if (path / "report.json").exists() else None
     if not root.is_dir():
         return None
-    runs = sorted(p for p in root.iterdir() if (p / "report.json").exists())
-    return runs[-1] if runs else None
+    runs = [p for p in root.iterdir() if (p / "report.json").exists()]
+    if not runs:
+        return None
+    return max(runs, key=lambda p: ((p / "report.json").stat().st_mtime_ns, p.name))
 
 
 def say_run(report: RunReport, run_dir: Path, quiet: bool) -> None:
