@@ -19,8 +19,8 @@ from wiretape.proxy.outbound import DepHooks, ForwardProxyHooks
 from wiretape.proxy.server import Listener
 from wiretape.runner.app import AppProcess
 from wiretape.runner.console import Live, say
-from wiretape.runner.env import app_environment
 from wiretape.runner.recorder import Recorder
+from wiretape.runner.stage import Stage
 from wiretape.store.writer import SetWriter
 
 SUPPORTED = {"http"}
@@ -70,39 +70,19 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
             + (f", {recorder.errors} errors" if recorder.errors else "")
         ),
     )
-    listeners: list[Listener] = []
-    app: AppProcess | None = None
+    log_dir = cfg.dir / ".runs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stage = Stage(cfg, log_path=log_dir / f"record-{name}.app.log", echo=opts.echo_app)
     inbound: Listener | None = None
     code = 0
     try:
         client_tls = tls.client_context(verify=cfg.tls.verify_upstream, extra_ca=cfg.tls.extra_ca)
-        addresses: dict[str, str] = {}
-        for dep in cfg.deps.values():
-            hooks = DepHooks(recorder, dep.name, dep.upstream, client_tls=client_tls)
-            listener = Listener(f"dep {dep.name}", hooks.serve)
-            await listener.start()
-            listeners.append(listener)
-            addresses[dep.name] = listener.address
-        ca = None
-        forward = None
-        if cfg.outbound_http == "proxy":
-            ca = tls.CertificateAuthority.load_or_create()
-            fwd = Listener("forward proxy", ForwardProxyHooks(recorder, ca, client_tls).serve)
-            await fwd.start()
-            listeners.append(fwd)
-            forward = fwd.address
-        env = app_environment(cfg, addresses, forward_proxy=forward, ca=ca)
-        app = AppProcess(
-            cfg.app.command,
-            env=env,
-            cwd=cfg.app.cwd,
-            port=cfg.app.port,
-            health=cfg.app.health,
-            log_path=writer.path / "app.log",
-            echo=opts.echo_app,
+        await stage.serve_deps(
+            "dep",
+            lambda dep: DepHooks(recorder, dep.name, dep.upstream, client_tls=client_tls).serve,
+            lambda ca: ForwardProxyHooks(recorder, ca, client_tls).serve,
         )
-        await app.start()
-        await app.wait_ready(cfg.app.startup_timeout)
+        app = await stage.start_app()
         inbound = Listener(
             "inbound",
             InboundHooks(recorder, "127.0.0.1", cfg.app.port).serve,
@@ -124,10 +104,7 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         live.done()
         if inbound is not None:
             await inbound.stop()
-        if app is not None:
-            await app.stop()
-        for listener in listeners:
-            await listener.stop(grace=0.5)
+        await stage.close()
         writer.close()
     say(
         f"recorded {recorder.tests} tests and {recorder.mocks} mocks into {writer.path}"

@@ -14,14 +14,11 @@ from wiretape.compare.report import RunReport, TestResult
 from wiretape.config import Config
 from wiretape.match.index import MockIndex
 from wiretape.model import TestCase
-from wiretape.proxy import tls
 from wiretape.proxy.mockserver import MockHttpServer
-from wiretape.proxy.server import Listener
-from wiretape.runner.app import AppProcess
 from wiretape.runner.client import AppClient, ReplayError
 from wiretape.runner.console import Live, say
-from wiretape.runner.env import app_environment
 from wiretape.runner.record import check_protocols
+from wiretape.runner.stage import Stage
 from wiretape.store.reader import TestSet, load_set, resolve_set
 from wiretape.store.yamlio import atomic_write
 
@@ -51,45 +48,21 @@ async def replay(cfg: Config, opts: TestOptions) -> tuple[RunReport, Path]:
     run_dir = runs_dir(cfg) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     index = MockIndex(test_set.session, test_set.mocks)
-    listeners: list[Listener] = []
-    app: AppProcess | None = None
+    stage = Stage(cfg, log_path=run_dir / "app.log", echo=opts.echo_app)
     started = time.time()
     t0 = time.perf_counter()
     results: list[TestResult] = []
     try:
-        addresses: dict[str, str] = {}
-        for dep in cfg.deps.values():
-            listener = Listener(f"mock {dep.name}", MockHttpServer(dep.name, index).serve)
-            await listener.start()
-            listeners.append(listener)
-            addresses[dep.name] = listener.address
-        ca = None
-        forward = None
-        if cfg.outbound_http == "proxy":
-            ca = tls.CertificateAuthority.load_or_create()
-            fwd = Listener("mock forward proxy", MockHttpServer("outbound", index, ca=ca).serve)
-            await fwd.start()
-            listeners.append(fwd)
-            forward = fwd.address
-        env = app_environment(cfg, addresses, forward_proxy=forward, ca=ca)
-        index.begin_test(None)
-        app = AppProcess(
-            cfg.app.command,
-            env=env,
-            cwd=cfg.app.cwd,
-            port=cfg.app.port,
-            health=cfg.app.health,
-            log_path=run_dir / "app.log",
-            echo=opts.echo_app,
+        await stage.serve_deps(
+            "mock",
+            lambda dep: MockHttpServer(dep.name, index).serve,
+            lambda ca: MockHttpServer("outbound", index, ca=ca).serve,
         )
-        await app.start()
-        await app.wait_ready(cfg.app.startup_timeout)
+        index.begin_test(None)
+        await stage.start_app()
         results = await _run_tests(cfg, test_set, index, opts)
     finally:
-        if app is not None:
-            await app.stop()
-        for listener in listeners:
-            await listener.stop(grace=0.5)
+        await stage.close()
     report = RunReport(
         run_id=run_id,
         set_name=test_set.info.name,
