@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import math
@@ -85,11 +86,16 @@ def test_id_for(index: int, method: str, target: str) -> str:
     """``0001-post-api-orders``: the index, the method and a slug of the path."""
     if index < 0:
         raise ValueError(f"test index must not be negative, got {index}")
+    return f"{index:04d}-{_id_suffix(method, target)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _id_suffix(method: str, target: str) -> str:
     if target.startswith("/") or target == "*":
         path = target.split("?", 1)[0].split("#", 1)[0]
     else:
         path = urlsplit(target).path
-    return f"{index:04d}-{_slug(method, 20) or 'req'}-{_slug(path, 60) or 'root'}"
+    return f"{_slug(method, 20) or 'req'}-{_slug(path, 60) or 'root'}"
 
 
 def check_test_id(test_id: str, where: str) -> None:
