@@ -1,0 +1,94 @@
+"""The command line's contract: exit codes and messages for the user's common mistakes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from tests.helpers.procs import REPO_ROOT, free_port
+from tests.helpers.wt import run_wiretape, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def upstreamless_config(tmp_path: Path) -> None:
+    port = free_port()
+    write_config(
+        tmp_path,
+        command=f"{sys.executable} {REPO_ROOT / 'tests/apps/upstream.py'} --port {port}",
+        port=port,
+        health="/healthz",
+        outbound_http="off",
+    )
+
+
+def test_record_fails_when_the_traffic_command_fails(tmp_path: Path) -> None:
+    upstreamless_config(tmp_path)
+    script = (
+        "import os, urllib.request\n"
+        "urllib.request.urlopen(os.environ['WIRETAPE_URL'] + '/item/1').read()\n"
+        "raise SystemExit(3)\n"
+    )
+    (tmp_path / "traffic.py").write_text(script)
+    done = run_wiretape(tmp_path, "record", "--set", "s", "--run", f"{sys.executable} traffic.py")
+    assert done.returncode == 1, done.stderr
+    assert "traffic command failed with exit code 3" in done.stderr
+    # What was recorded before the failure is kept, and the set is closed.
+    text = (tmp_path / "wiretape" / "s" / "set.yaml").read_text()
+    assert "closed: true" in text
+    assert (tmp_path / "wiretape" / "s" / "tests" / "0001-get-item-1.yaml").is_file()
+
+
+def test_record_succeeds_when_the_traffic_command_succeeds(tmp_path: Path) -> None:
+    upstreamless_config(tmp_path)
+    done = run_wiretape(tmp_path, "record", "--set", "s", "--run", "true")
+    assert done.returncode == 0, done.stderr
+    assert "recorded 0 tests and 0 mocks" in done.stderr
+
+
+def test_test_without_any_set_is_a_setup_error(tmp_path: Path) -> None:
+    upstreamless_config(tmp_path)
+    done = run_wiretape(tmp_path, "test")
+    assert done.returncode == 2
+    assert "no test sets found" in done.stderr and "hint:" in done.stderr
+
+
+def test_report_without_any_run_is_a_setup_error(tmp_path: Path) -> None:
+    upstreamless_config(tmp_path)
+    done = run_wiretape(tmp_path, "report")
+    assert done.returncode == 2
+    assert "run `wiretape test` first" in done.stderr
+
+
+def test_no_config_anywhere_is_a_usage_error(tmp_path: Path) -> None:
+    done = run_wiretape(tmp_path, "test")
+    assert done.returncode == 2
+    assert "no wiretape.yaml found" in done.stderr
+
+
+def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
+    done = run_wiretape(tmp_path, "test", "--format", "xml")
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    upstreamless_config(tmp_path)
+    other = free_port()
+    done = run_wiretape(
+        tmp_path,
+        "record",
+        "--set",
+        "s",
+        "--run",
+        "true",
+        "--port",
+        str(other),
+        "--command",
+        f"{sys.executable} {REPO_ROOT / 'tests/apps/upstream.py'} --port {other}",
+    )
+    assert done.returncode == 0, done.stderr
+    bad = run_wiretape(tmp_path, "record", "--set", "t", "--run", "true", "--port", "70000")
+    assert bad.returncode == 2
+    assert "--port" in bad.stderr
