@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -162,10 +163,31 @@ class _ClientGone(Exception):
     pass
 
 
+Connector = Callable[[Route, float], Awaitable[ByteStream]]
+
+
+async def connect_route(route: Route, timeout: float) -> ByteStream:
+    return await open_stream(
+        route.host,
+        route.port,
+        tls=route.tls,  # type: ignore[arg-type]
+        server_hostname=route.server_hostname,
+        timeout=timeout,
+    )
+
+
 class HttpSession:
-    def __init__(self, client: ByteStream, hooks: Hooks, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: ByteStream,
+        hooks: Hooks,
+        *,
+        connect_timeout: float = 10.0,
+        connector: Connector = connect_route,
+    ) -> None:
         self.client = client
         self.hooks = hooks
+        self.connector = connector
         self.parser = Http1Parser(Kind.REQUEST)
         self.upstream: _Upstream | None = None
         self.connect_timeout = connect_timeout
@@ -224,13 +246,7 @@ class HttpSession:
         if up is not None and up.key == route.key:
             return up
         self._close_upstream()
-        stream = await open_stream(
-            route.host,
-            route.port,
-            tls=route.tls,  # type: ignore[arg-type]
-            server_hostname=route.server_hostname,
-            timeout=self.connect_timeout,
-        )
+        stream = await self.connector(route, self.connect_timeout)
         self.upstream = _Upstream(route.key, stream)
         return self.upstream
 
@@ -425,6 +441,7 @@ class HttpSession:
         client = self.client
         rhead: ResponseHead | None = None
         received = False
+        eof = False
         try:
             while True:
                 ev = parser.next_event()
@@ -449,6 +466,8 @@ class HttpSession:
                     await client.drain()
                     continue
                 # Need data: forward what was parsed so far, then read on.
+                if eof:
+                    raise ProtocolError("the connection closed before a response")
                 raw = parser.take_raw()
                 if raw:
                     client.write(raw)
@@ -462,6 +481,7 @@ class HttpSession:
                     if state.request_error:
                         return None
                     parser.feed_eof()
+                    eof = True
                     continue
                 received = True
                 parser.feed(data)

@@ -203,3 +203,49 @@ class TlsServerStream:
     @property
     def peer(self) -> str:
         return self._inner.peer
+
+
+class MemoryStream:
+    """One end of an in-memory byte pipe (``memory_pair``): transcript tests need no sockets."""
+
+    def __init__(self, name: str) -> None:
+        self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._peer: MemoryStream | None = None
+        self._name = name
+        self.closed = False
+        self._eof_sent = False
+        self._eof_seen = False
+
+    async def read(self) -> bytes:
+        if self.closed or self._eof_seen:
+            return b""
+        data = await self._inbox.get()
+        self._eof_seen = not data
+        return data
+
+    def write(self, data: bytes) -> None:
+        if data and not self._eof_sent and not self.closed and self._peer is not None:
+            self._peer._inbox.put_nowait(bytes(data))
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0)
+
+    def write_eof(self) -> None:
+        if not self._eof_sent and self._peer is not None:
+            self._eof_sent = True
+            self._peer._inbox.put_nowait(b"")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.write_eof()
+            self.closed = True
+
+    @property
+    def peer(self) -> str:
+        return self._name
+
+
+def memory_pair(a: str = "a", b: str = "b") -> tuple[MemoryStream, MemoryStream]:
+    left, right = MemoryStream(a), MemoryStream(b)
+    left._peer, right._peer = right, left
+    return left, right

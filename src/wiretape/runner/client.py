@@ -70,6 +70,7 @@ class AppClient:
         head: ResponseHead | None = None
         parts: list[bytes] = []
         got_any = False
+        eof = False
         while True:
             ev = parser.next_event()
             if isinstance(ev, ResponseHead):
@@ -99,12 +100,15 @@ class AppClient:
             elif isinstance(ev, Informational):
                 continue
             else:
+                if eof:
+                    raise ReplayError("the app closed the connection mid-response")
                 parser.take_raw()
                 data = await stream.read()
                 if not data:
                     if not got_any and head is None:
                         raise _Closed("the app closed the connection without answering")
                     parser.feed_eof()
+                    eof = True
                     continue
                 got_any = True
                 parser.feed(data)
