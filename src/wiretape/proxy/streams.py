@@ -67,10 +67,6 @@ class SocketStream:
         self._writer.close()
 
     @property
-    def closing(self) -> bool:
-        return self._writer.is_closing()
-
-    @property
     def peer(self) -> str:
         return self._peer
 

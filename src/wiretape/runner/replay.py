@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from wiretape.match.index import MockIndex
 from wiretape.model import TestCase
 from wiretape.proxy.mockserver import MockHttpServer
 from wiretape.runner.client import AppClient, ReplayError
-from wiretape.runner.console import Live, say
+from wiretape.runner.console import Live
 from wiretape.runner.record import check_protocols
 from wiretape.runner.stage import Stage
 from wiretape.store.reader import TestSet, load_set, resolve_set
@@ -169,10 +168,6 @@ class _Common:
     target: str
 
 
-def run_test_command(cfg: Config, opts: TestOptions) -> tuple[RunReport, Path]:
-    return asyncio.run(replay(cfg, opts))
-
-
 def latest_run(cfg: Config, run_id: str | None = None) -> Path | None:
     root = runs_dir(cfg)
     if run_id is not None:
@@ -184,7 +179,3 @@ def latest_run(cfg: Config, run_id: str | None = None) -> Path | None:
     if not runs:
         return None
     return max(runs, key=lambda p: ((p / "report.json").stat().st_mtime_ns, p.name))
-
-
-def say_run(report: RunReport, run_dir: Path, quiet: bool) -> None:
-    say(f"reports written to {run_dir}", quiet=quiet)
