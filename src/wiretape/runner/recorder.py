@@ -49,7 +49,7 @@ async def _durable(future: Future[None]) -> None:
 @dataclass(slots=True)
 class ActiveTest:
     id: str
-    trace_id: str
+    trace_id: str | None
     started: float
     injected_traceparent: str | None = None
     mocks: list[Mock] = field(default_factory=list)
@@ -97,19 +97,21 @@ class Recorder:
         test_id = test_id_for(index, method, target)
         trace = trace_id_of(headers)
         injected = None
-        if trace is None:
+        if trace is None and self.concurrent:
+            # Apps that propagate trace context will carry this one to their outgoing calls.
             trace = os.urandom(16).hex()
-            if self.concurrent:
-                injected = f"00-{trace}-{os.urandom(8).hex()}-01"
+            injected = f"00-{trace}-{os.urandom(8).hex()}-01"
         active = ActiveTest(test_id, trace, time.time(), injected)
         self._active[test_id] = active
-        self._by_trace[trace] = test_id
+        if trace is not None:
+            self._by_trace[trace] = test_id
         return active
 
     async def end_test(self, active: ActiveTest, done: Finished) -> None:
         try:
             self._active.pop(active.id, None)
-            self._by_trace.pop(active.trace_id, None)
+            if active.trace_id is not None:
+                self._by_trace.pop(active.trace_id, None)
             test = TestCase(
                 id=active.id,
                 request=done.request,
