@@ -105,6 +105,8 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         if inbound is not None:
             await inbound.stop()
         await stage.close()
+        if writer.backlog() > 1 << 20:
+            say(f"writing {recorder.tests} tests into {writer.path} ...", quiet=opts.quiet)
         writer.close()
     say(
         f"recorded {recorder.tests} tests and {recorder.mocks} mocks into {writer.path}"

@@ -167,6 +167,7 @@ class SetWriter:
         self._closing = threading.Event()
         self._wake = threading.Event()
         self._last_append = 0.0
+        self._done_offset = 0
         self._thread = threading.Thread(
             target=self._run, name=f"wiretape-writer-{info.name}", daemon=True
         )
@@ -274,6 +275,13 @@ class SetWriter:
     def _busy(self) -> bool:
         return not self._closing.is_set() and time.monotonic() - self._last_append < IDLE_SECONDS
 
+    def backlog(self) -> int:
+        """Bytes of journal not yet written out as YAML (what ``close`` still has to do)."""
+        try:
+            return max(0, self._journal_path.stat().st_size - self._done_offset)
+        except OSError:
+            return 0
+
     def _run(self) -> None:
         offset = 0
         while True:
@@ -283,6 +291,7 @@ class SetWriter:
                 self._closing.wait(IDLE_SECONDS)
             try:
                 offset = self._materialize(offset)
+                self._done_offset = offset
             except Exception as exc:
                 if self._error is None:
                     self._error = (
