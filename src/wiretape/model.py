@@ -10,6 +10,9 @@ import enum
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# A recorded credential is replaced by this prefix and a number (see wiretape.secrets).
+SECRET_PREFIX = "wiretape:secret:"
+
 # Headers keep their order, their original spelling and their duplicates.
 Headers = tuple[tuple[str, str], ...]
 

@@ -7,6 +7,7 @@ the ``MockIndex``. A hit is re-encoded from the recorded response; a miss answer
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from wiretape.proxy.httpconn import error_response
 from wiretape.proxy.outbound import dep_request, forward_request, split_authority
 from wiretape.proxy.streams import ByteStream, PrefixStream, TlsServerStream
 from wiretape.proxy.tls import CertificateAuthority
+from wiretape.secrets import Secrets
 
 log = logging.getLogger("wiretape.replay")
 
@@ -77,11 +79,13 @@ class MockHttpServer:
         index: MockIndex,
         *,
         ca: CertificateAuthority | None = None,
+        secrets: Secrets | None = None,
         max_body: int = 256 * 1024 * 1024,
     ) -> None:
         self.dep = dep
         self.index = index
         self.ca = ca
+        self.secrets = secrets
         self.max_body = max_body
 
     async def serve(self, client: ByteStream) -> None:
@@ -146,6 +150,10 @@ class MockHttpServer:
             )
             return False
         resp = found.response
+        if self.secrets is not None:
+            headers = self.secrets.reveal_headers(resp.headers)
+            if headers is not resp.headers:
+                resp = dataclasses.replace(resp, headers=headers)
         client.write(encode_response(resp, head_only=head.method == "HEAD"))
         return (
             is_keep_alive(head.version, head.headers)

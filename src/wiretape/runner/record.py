@@ -21,6 +21,7 @@ from wiretape.runner.app import AppProcess
 from wiretape.runner.console import Live, say
 from wiretape.runner.recorder import Recorder
 from wiretape.runner.stage import Stage
+from wiretape.secrets import Secrets, ensure_gitignore, secrets_path
 from wiretape.store.writer import SetWriter
 
 SUPPORTED = {"http"}
@@ -62,8 +63,10 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
     live = Live(enabled=not opts.quiet)
     writer = SetWriter(cfg.dir, info, fsync=opts.fsync, overwrite=opts.overwrite)
     recorder: Recorder
+    ensure_gitignore(cfg.dir)
     recorder = Recorder(
         writer,
+        secrets=Secrets(secrets_path(cfg.dir, name)),
         concurrent=opts.concurrent,
         on_change=lambda: live.show(
             f"recording {name}: {recorder.tests} tests, {recorder.mocks} mocks"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from wiretape.model import Headers, LinkKind, Mock, TestCase, header_get
 from wiretape.proxy.httpconn import BodySink, Finished
+from wiretape.secrets import Secrets
 from wiretape.store.format import test_id_for
 from wiretape.store.writer import SetWriter
 
@@ -67,10 +68,12 @@ class Recorder:
         self,
         writer: SetWriter,
         *,
+        secrets: Secrets | None = None,
         concurrent: bool = False,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.secrets = secrets or Secrets()
         self.concurrent = concurrent
         self._lane = asyncio.Lock()
         self._next_index = 1
@@ -114,8 +117,8 @@ class Recorder:
                 self._by_trace.pop(active.trace_id, None)
             test = TestCase(
                 id=active.id,
-                request=done.request,
-                response=done.response,
+                request=self.secrets.redact_request(done.request),
+                response=self.secrets.redact_response(done.response),
                 error=done.error,
                 started=done.started,
                 duration=done.duration,
@@ -151,8 +154,8 @@ class Recorder:
             id=f"{dep}-{self._next_mock:04d}",
             dep=dep,
             protocol=protocol,
-            request=done.request,
-            response=done.response,
+            request=self.secrets.redact_request(done.request),
+            response=self.secrets.redact_response(done.response),
             test=attr.test,
             link=attr.link,
             candidates=attr.candidates,

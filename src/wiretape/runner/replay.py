@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from wiretape.runner.client import AppClient, ReplayError
 from wiretape.runner.console import Live
 from wiretape.runner.record import check_protocols
 from wiretape.runner.stage import Stage
+from wiretape.secrets import Secrets, secrets_path
 from wiretape.store.reader import TestSet, load_set, resolve_set
 from wiretape.store.yamlio import atomic_write
 
@@ -47,6 +49,7 @@ async def replay(cfg: Config, opts: TestOptions) -> tuple[RunReport, Path]:
     run_dir = runs_dir(cfg) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     index = MockIndex(test_set.session, test_set.mocks)
+    secrets = Secrets(secrets_path(cfg.dir, test_set.info.name))
     stage = Stage(cfg, log_path=run_dir / "app.log", echo=opts.echo_app)
     started = time.time()
     t0 = time.perf_counter()
@@ -54,12 +57,12 @@ async def replay(cfg: Config, opts: TestOptions) -> tuple[RunReport, Path]:
     try:
         await stage.serve_deps(
             "mock",
-            lambda dep: MockHttpServer(dep.name, index).serve,
-            lambda ca: MockHttpServer("outbound", index, ca=ca).serve,
+            lambda dep: MockHttpServer(dep.name, index, secrets=secrets).serve,
+            lambda ca: MockHttpServer("outbound", index, ca=ca, secrets=secrets).serve,
         )
         index.begin_test(None)
         await stage.start_app()
-        results = await _run_tests(cfg, test_set, index, opts)
+        results = await _run_tests(cfg, test_set, index, opts, secrets)
     finally:
         await stage.close()
     report = RunReport(
@@ -81,6 +84,7 @@ async def _run_tests(
     test_set: TestSet,
     index: MockIndex,
     opts: TestOptions,
+    secrets: Secrets,
 ) -> list[TestResult]:
     live = Live(enabled=not opts.quiet)
     client = AppClient("127.0.0.1", cfg.app.port)
@@ -91,7 +95,7 @@ async def _run_tests(
     try:
         for done, test in enumerate(test_set.tests):
             live.show(render_progress(done, total, failed) + f"  {test.id}")
-            result = await _run_one(test, index, client, base_noise, opts.strict)
+            result = await _run_one(test, index, client, base_noise, opts.strict, secrets)
             if result.status in ("failed", "error"):
                 failed += 1
             results.append(result)
@@ -109,6 +113,7 @@ async def _run_one(
     client: AppClient,
     base_noise: tuple[str, ...],
     strict: bool,
+    secrets: Secrets,
 ) -> TestResult:
     req = test.request
     common = _Common(test.id, req.method, req.target)
@@ -131,14 +136,22 @@ async def _run_one(
             target=common.target,
         )
     index.begin_test(test.id)
+    note = ""
+    missing = secrets.missing(req.headers)
+    if missing:
+        note = (
+            f"no recorded value for the redacted header(s) {', '.join(missing)} "
+            f"(looked in {secrets.path}); the placeholder was sent"
+        )
+    live = dataclasses.replace(req, headers=secrets.reveal_headers(req.headers))
     t0 = time.perf_counter()
     try:
-        actual = await client.send(req)
+        actual = await client.send(live)
     except ReplayError as exc:
         return TestResult(
             status="error",
             duration=time.perf_counter() - t0,
-            message=f"no response from the app: {exc}",
+            message=f"no response from the app: {exc}" + (f"; {note}" if note else ""),
             misses=tuple(index.misses(test.id)),
             test_id=common.test_id,
             method=common.method,
@@ -155,6 +168,7 @@ async def _run_one(
         differences=tuple(diffs),
         misses=misses,
         unused_mocks=unused,
+        message=note,
         test_id=common.test_id,
         method=common.method,
         target=common.target,

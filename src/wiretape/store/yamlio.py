@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import yaml
 
 from wiretape.errors import StoreError
+from wiretape.store.emit import CannotEmit, emit
 
 try:
     from yaml import CSafeDumper as _BaseDumper
@@ -101,6 +102,10 @@ def store_error(where: str, problem: str, hint: str) -> StoreError:
 
 
 def dump(doc: Mapping[str, Any]) -> str:
+    try:
+        return emit(doc, FlowList)
+    except CannotEmit:
+        pass  # a value the fast emitter does not handle: PyYAML writes (or refuses) it as before
     try:
         return yaml.dump(
             doc,
