@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tst)
     tst.add_argument("--strict", action="store_true", help="unused mocks fail their test")
     tst.add_argument(
+        "--strict-values",
+        action="store_true",
+        help="compare timestamps, UUIDs, JWTs and epoch times by value too",
+    )
+    tst.add_argument(
         "--format",
         choices=("text", "json", "junit"),
         default="text",
@@ -156,7 +161,11 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     opts = TestOptions(
-        set_name=args.set_name, strict=args.strict, quiet=args.quiet, echo_app=args.app_output
+        set_name=args.set_name,
+        strict=args.strict,
+        strict_values=args.strict_values,
+        quiet=args.quiet,
+        echo_app=args.app_output,
     )
     report, run_dir = _run(replay(cfg, opts))
     out = _render(report, args.format, args.verbose)

@@ -31,6 +31,7 @@ import difflib
 import hashlib
 import json
 import math
+import time
 import zlib
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 
 from wiretape.compare.noise import Noise, compile_noise
 from wiretape.compare.paths import Concrete, format_path
+from wiretape.compare.values import typed_equal
 from wiretape.model import SECRET_PREFIX, Headers, HttpResponse, body_bytes, header_all, header_get
 
 __all__ = ["DEFAULT_IGNORED_HEADERS", "Difference", "compare_json", "compare_responses"]
@@ -107,16 +109,22 @@ def compare_responses(
     *,
     noise: Sequence[str] = (),
     ignore_headers: Collection[str] = DEFAULT_IGNORED_HEADERS,
+    typed_values: bool = False,
+    recorded_at: float | None = None,
+    now: float | None = None,
 ) -> list[Difference]:
     """Every difference between two responses that no noise path hides.
 
+    With ``typed_values`` JSON values of a volatile kind (timestamps, UUIDs, JWTs, epoch times
+    near ``recorded_at`` and ``now``) match any value of the same kind: see ``compare.values``.
     Raises ``PathSyntaxError`` (a ``ValueError``) when a noise path is malformed.
     """
     rules = compile_noise(noise)
+    typed = _Typed(recorded_at, time.time() if now is None else now) if typed_values else None
     out: list[Difference] = []
     if expected.status != actual.status and not rules.hides(("status",)):
         out.append(Difference("status", "changed", expected.status, actual.status))
-    body = [] if rules.hides(("body",)) else _compare_bodies(expected, actual, rules)
+    body = [] if rules.hides(("body",)) else _compare_bodies(expected, actual, rules, typed)
     ignored = {name.lower() for name in ignore_headers}
     if not body:
         ignored.add("content-length")
@@ -185,7 +193,18 @@ class _Body:
     value: object = None
 
 
-def _compare_bodies(expected: HttpResponse, actual: HttpResponse, rules: Noise) -> list[Difference]:
+@dataclass(frozen=True, slots=True)
+class _Typed:
+    recorded_at: float | None
+    now: float
+
+    def equal(self, expected: object, actual: object) -> bool:
+        return typed_equal(expected, actual, self.recorded_at, self.now)
+
+
+def _compare_bodies(
+    expected: HttpResponse, actual: HttpResponse, rules: Noise, typed: _Typed | None = None
+) -> list[Difference]:
     exp_raw, act_raw = body_bytes(expected.body), body_bytes(actual.body)
     exp_data, act_data = _decode(exp_raw, expected.headers), _decode(act_raw, actual.headers)
     if exp_data is None or act_data is None:
@@ -195,7 +214,7 @@ def _compare_bodies(expected: HttpResponse, actual: HttpResponse, rules: Noise) 
     if exp.data == act.data:
         return []
     if exp.kind == "json" and act.kind == "json":
-        return _json_differences(exp.value, act.value, rules)
+        return _json_differences(exp.value, act.value, rules, typed)
     if exp.text is not None and act.text is not None:
         return [_text_difference(exp.text, act.text)]
     return [Difference("body", "changed", _describe_bytes(exp.data), _describe_bytes(act.data))]
@@ -343,7 +362,9 @@ def _scalar_equal(expected: object, actual: object) -> bool:
     return expected == actual
 
 
-def _json_differences(expected: object, actual: object, rules: Noise) -> list[Difference]:
+def _json_differences(
+    expected: object, actual: object, rules: Noise, typed: _Typed | None = None
+) -> list[Difference]:
     # Iterative depth-first walk: deeply nested documents must not exhaust the stack,
     # and "emit" entries keep the output in document order.
     out: list[Difference] = []
@@ -363,7 +384,7 @@ def _json_differences(expected: object, actual: object, rules: Noise) -> list[Di
             stack.extend(reversed(_object_steps(path, exp, act, rules)))
         elif isinstance(exp, list) and isinstance(act, list):
             stack.extend(reversed(_array_steps(path, exp, act, rules)))
-        elif not _scalar_equal(exp, act):
+        elif not _scalar_equal(exp, act) and not (typed is not None and typed.equal(exp, act)):
             out.append(Difference(format_path(path), "changed", exp, act))
     return out
 

@@ -28,6 +28,7 @@ from wiretape.store.yamlio import atomic_write
 class TestOptions:
     set_name: str | None = None
     strict: bool = False
+    strict_values: bool = False
     quiet: bool = False
     echo_app: bool = False
 
@@ -95,7 +96,7 @@ async def _run_tests(
     try:
         for done, test in enumerate(test_set.tests):
             live.show(render_progress(done, total, failed) + f"  {test.id}")
-            result = await _run_one(test, index, client, base_noise, opts.strict, secrets)
+            result = await _run_one(test, index, client, base_noise, opts, secrets)
             if result.status in ("failed", "error"):
                 failed += 1
             results.append(result)
@@ -112,7 +113,7 @@ async def _run_one(
     index: MockIndex,
     client: AppClient,
     base_noise: tuple[str, ...],
-    strict: bool,
+    opts: TestOptions,
     secrets: Secrets,
 ) -> TestResult:
     req = test.request
@@ -158,10 +159,16 @@ async def _run_one(
             target=common.target,
         )
     duration = time.perf_counter() - t0
-    diffs = compare_responses(test.response, actual, noise=(*base_noise, *test.noise))
+    diffs = compare_responses(
+        test.response,
+        actual,
+        noise=(*base_noise, *test.noise),
+        typed_values=not opts.strict_values,
+        recorded_at=test.started or None,
+    )
     misses = tuple(index.misses(test.id))
     unused = tuple(index.unused(test.id))
-    failing = bool(diffs or misses or (strict and unused))
+    failing = bool(diffs or misses or (opts.strict and unused))
     return TestResult(
         status="failed" if failing else "passed",
         duration=duration,

@@ -85,7 +85,7 @@ def _plain_ok(s: str, flow: bool) -> bool:
     """True when ``s`` written plain loads back as the same str (in a flow sequence if ``flow``)."""
     if not s or s[0] in _BAD_FIRST or s[-1] in _BAD_LAST or _ONE_LINE.fullmatch(s) is None:
         return False
-    if ": " in s or " #" in s or s.startswith("..."):
+    if ": " in s or False or s.startswith("..."):
         return False
     if flow and _FLOW_INDICATOR.search(s) is not None:
         return False
@@ -123,19 +123,33 @@ def _one_line(s: str, flow: bool) -> str:
     return _double_quoted(s)
 
 
+# Renderings of short strings, which repeat a lot (keys, header names and values). Values in
+# block context never hold a line break here: those are written by _multiline.
 _block_cache: dict[str, str] = {}
 _flow_cache: dict[str, str] = {}
+_key_cache: dict[str, str] = {}
 
 
-def _cached(s: str, flow: bool) -> str:
-    cache = _flow_cache if flow else _block_cache
-    text = cache.get(s)
-    if text is None:
-        text = _one_line(s, flow)
-        if len(s) <= _CACHED_LEN:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-            cache[s] = text
+def _cached(cache: dict[str, str], s: str, flow: bool) -> str:
+    text = _one_line(s, flow)
+    if len(s) <= _CACHED_LEN:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[s] = text
+    return text
+
+
+def _key(key: Any) -> str:
+    """A mapping key: a scalar on one line, short enough for a simple key."""
+    if type(key) is not str:
+        return _scalar(key, False)
+    text = _one_line(key, False)
+    if len(text) > _KEY_MAX:
+        raise CannotEmit("key too long for a simple key")
+    if len(key) <= _CACHED_LEN:
+        if len(_key_cache) >= _CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[key] = text
     return text
 
 
@@ -153,10 +167,12 @@ def _float(value: float) -> str:
 
 
 def _scalar(value: Any, flow: bool) -> str:
-    """A non-str scalar (or a str without line breaks) on one line."""
+    """A scalar on one line (a str is never written as a block here)."""
     kind = type(value)
     if kind is str:
-        return _cached(value, flow)
+        cache = _flow_cache if flow else _block_cache
+        text = cache.get(value)
+        return _cached(cache, value, flow) if text is None else text
     if kind is int:
         return str(value)
     if kind is bool:
@@ -199,13 +215,20 @@ def _multiline(s: str, col: int) -> str:
 
 
 def _flow(items: list[Any]) -> str:
+    cache = _flow_cache
+    if len(items) == 2:  # a header pair, the common case
+        first, second = items
+        one = cache.get(first) if type(first) is str else None
+        two = cache.get(second) if type(second) is str else None
+        if one is None:
+            one = _scalar(first, True)
+        if two is None:
+            two = _scalar(second, True)
+        return f"[{one}, {two}]"
     parts = []
     for item in items:
-        if type(item) is str:
-            text = _flow_cache.get(item)
-            parts.append(_cached(item, True) if text is None else text)
-        else:
-            parts.append(_scalar(item, True))
+        text = cache.get(item) if type(item) is str else None
+        parts.append(_scalar(item, True) if text is None else text)
     return "[" + ", ".join(parts) + "]"
 
 
@@ -220,52 +243,50 @@ class _Writer:
         """``head`` (``key:`` or ``-`` with what comes before them on the line) and ``value``
         (not a non-empty block collection) through the final newline."""
         kind = type(value)
-        if kind is str:
-            if "\n" in value:
-                return head + _multiline(value, col)
-            text = _block_cache.get(value)
-            return head + " " + (_cached(value, False) if text is None else text) + "\n"
+        if kind is str and "\n" in value:
+            return head + _multiline(value, col)
         if kind is self.flow_type:
-            return head + " " + _flow(value) + "\n"
+            return f"{head} {_flow(value)}\n"
         if kind is dict:
             return head + " {}\n"
         if kind is list or kind is tuple:
             return head + " []\n"
-        return head + " " + _scalar(value, False) + "\n"
+        return f"{head} {_scalar(value, False)}\n"
 
     def mapping(self, data: dict[Any, Any], col: int, lead: str) -> None:
         """Keys at ``col``; the first one goes after ``lead`` (its line's start so far)."""
         append = self.out.append
-        cache = _block_cache
+        keys = _key_cache
+        values = _block_cache
         pad = " " * col
         flow_type = self.flow_type
         for key, value in data.items():
-            if type(key) is str:
-                text = cache.get(key)
-                if text is None:
-                    text = _cached(key, False)
-            else:
-                text = _scalar(key, False)
-            if len(text) > _KEY_MAX:
-                raise CannotEmit("key too long for a simple key")
+            text = keys.get(key) if type(key) is str else None
+            if text is None:
+                text = _key(key)
             kind = type(value)
-            if kind is str and "\n" not in value:
-                scalar = cache.get(value)
-                if scalar is None:
-                    scalar = _cached(value, False)
-                append(lead + text + ": " + scalar + "\n")
+            if kind is str:
+                scalar = values.get(value)
+                if scalar is not None:
+                    append(f"{lead}{text}: {scalar}\n")
+                elif "\n" in value:
+                    append(f"{lead}{text}:{_multiline(value, col)}")
+                else:
+                    append(f"{lead}{text}: {_cached(values, value, False)}\n")
+            elif kind is flow_type:
+                append(f"{lead}{text}: {_flow(value)}\n")
             elif kind is dict and value:
-                append(lead + text + ":\n")
+                append(f"{lead}{text}:\n")
                 self.mapping(value, col + 2, pad + "  ")
             elif (kind is list or kind is tuple) and value:
-                append(lead + text + ":\n")
+                append(f"{lead}{text}:\n")
                 self.sequence(value, col, pad)
-            elif kind is flow_type:
-                append(lead + text + ": " + _flow(value) + "\n")
             elif kind is int:
-                append(lead + text + ": " + str(value) + "\n")
+                append(f"{lead}{text}: {value}\n")
+            elif kind is float:
+                append(f"{lead}{text}: {_float(value)}\n")
             else:
-                append(self.value(lead + text + ":", value, col))
+                append(self.value(f"{lead}{text}:", value, col))
             lead = pad
 
     def sequence(self, items: list[Any] | tuple[Any, ...], col: int, lead: str) -> None:
@@ -276,7 +297,7 @@ class _Writer:
         for value in items:
             kind = type(value)
             if kind is flow_type:
-                append(lead + "- " + _flow(value) + "\n")
+                append(f"{lead}- {_flow(value)}\n")
             elif kind is dict and value:
                 self.mapping(value, col + 2, lead + "- ")
             elif (kind is list or kind is tuple) and value:
