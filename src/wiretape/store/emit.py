@@ -3,7 +3,7 @@
 The store's documents are made of dicts, lists (and tuples), ``FlowList`` header pairs, str, int,
 float, bool and None. This module writes them in the same layout as the PyYAML dumper in
 ``yamlio`` (block mappings and sequences, header pairs as ``[Name, value]``, multi-line strings as
-``|`` literal blocks, insertion order, no aliases) about ten times faster, because it skips
+``|`` literal blocks, insertion order, no aliases) about six times faster, because it skips
 PyYAML's node graph and event machinery.
 
 Every scalar style is chosen by a conservative rule that proves the text loads back as the same
@@ -23,8 +23,8 @@ caller falls back to PyYAML for the whole document. The rules:
   of printable characters (no tab, no ``\\r``, no special line breaks, no BOM), and no line
   ending in a space.
 - **double-quoted** otherwise, with YAML escapes (``\\n``, ``\\t``, ``\\x..``, ``\\u....``; no
-  surrogate pairs, non-BMP characters are written raw). A multi-line value is broken after each
-  ``\\n`` with an escaped line break, so it reads line by line. A lone surrogate cannot be
+  surrogate pairs, non-BMP characters are written raw). A long multi-line value is broken after
+  each ``\\n`` with an escaped line break, so it reads line by line. A lone surrogate cannot be
   written at all: CannotEmit.
 
 Floats are written as PyYAML writes them (``repr`` with ``.0`` put before an exponent,
@@ -77,6 +77,7 @@ _ESCAPES = {
 }
 
 _KEY_MAX = 128
+_ONE_LINE_MAX = 80  # a longer double-quoted multi-line string is broken after each \n
 _CACHE_MAX = 8192
 _CACHED_LEN = 64
 
@@ -85,7 +86,7 @@ def _plain_ok(s: str, flow: bool) -> bool:
     """True when ``s`` written plain loads back as the same str (in a flow sequence if ``flow``)."""
     if not s or s[0] in _BAD_FIRST or s[-1] in _BAD_LAST or _ONE_LINE.fullmatch(s) is None:
         return False
-    if ": " in s or False or s.startswith("..."):
+    if ": " in s or " #" in s or s.startswith("..."):
         return False
     if flow and _FLOW_INDICATOR.search(s) is not None:
         return False
@@ -189,7 +190,8 @@ def _literal_ok(s: str) -> bool:
 
 
 def _multiline(s: str, col: int) -> str:
-    """`` |...`` and the lines of ``s``, or a broken double-quoted scalar, ending with a newline.
+    """`` |...`` and the lines of ``s``, or a double-quoted scalar (broken into lines when it is
+    long), ending with a newline.
 
     ``col`` is the column of the collection holding the value; the text goes two further in.
     """
@@ -205,6 +207,9 @@ def _multiline(s: str, col: int) -> str:
             body = s[:-1]
         lines = [pad + line if line else "" for line in body.split("\n")]
         return " |" + hints + "\n" + "\n".join(lines) + "\n"
+    single = _double_quoted(s)
+    if len(single) <= _ONE_LINE_MAX:
+        return " " + single + "\n"
     parts = []
     for i, segment in enumerate(s.split("\n")):
         text = _NEEDS_ESCAPE.sub(_escape, segment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -215,6 +216,11 @@ MULTILINE_STRINGS = [
     "trailing backslash \\\nnext",
     "\\\n\\",
     "x\n" * 200,
+    "line with trailing spaces  \n" * 20,
+    "\tx\r\n" * 30,
+    " lead\n  \n" * 20,
+    "\n \n" * 40,
+    ("a" * 90 + "\n") * 3 + "\x00",
     "emoji \U0001f600\nline",
     "yes\nno",
 ]
@@ -302,9 +308,12 @@ def test_literal_blocks_and_their_indicators() -> None:
     assert emit([{"t": "a\nb"}]) == "- t: |-\n    a\n    b\n"
 
 
-def test_multiline_strings_that_cannot_be_literal_are_broken_double_quoted() -> None:
-    text = round_trips({"t": "a \n b\r\nc\t"})
-    assert text == 't: "a \\n\\\n  \\ b\\r\\n\\\n  c\\t"\n'
+def test_multiline_strings_that_cannot_be_literal_are_double_quoted() -> None:
+    assert round_trips({"t": "a \n b\r\nc\t"}) == 't: "a \\n b\\r\\nc\\t"\n'
+    long = "first line  \n second line\r\n" * 3 + "\tlast"
+    text = round_trips({"t": long})
+    pair = "first line  \\n\\\n  \\ second line\\r\\n\\\n  "
+    assert text == 't: "' + pair * 3 + '\\tlast"\n'
 
 
 def test_layout_matches_the_pyyaml_dumper() -> None:
@@ -410,7 +419,7 @@ FRAGMENTS = [
     ".",
     "_",
 ]
-CHARS = st.characters(exclude_categories=("Cs",))
+CHARS = st.characters(exclude_categories=["Cs"])
 NASTY_TEXT = (
     st.text(CHARS, max_size=12)
     | st.sampled_from(FRAGMENTS)
@@ -419,12 +428,7 @@ NASTY_TEXT = (
 KEYS = NASTY_TEXT.filter(lambda s: len(s) < 40) | st.integers(-1000, 1000) | st.booleans()
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
 SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.integers(-(10**60), 10**60)
-    | FLOATS
-    | NASTY_TEXT
+    st.none() | st.booleans() | st.integers() | st.integers(-(10**60), 10**60) | FLOATS | NASTY_TEXT
 )
 
 
@@ -477,7 +481,7 @@ BODIES = (
     st.binary(max_size=300)
     | st.text(CHARS, max_size=60).map(str.encode)
     | NASTY_TEXT.map(str.encode)
-    | JSON_VALUES.map(lambda v: fmt.json.dumps(v, ensure_ascii=False).encode())
+    | JSON_VALUES.map(lambda v: json.dumps(v, ensure_ascii=False).encode())
 )
 JSON_TYPE = ("Content-Type", "application/json")
 
