@@ -215,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wiretape: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        print("wiretape: interrupted", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -92,3 +92,38 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     bad = run_wiretape(tmp_path, "record", "--set", "t", "--run", "true", "--port", "70000")
     assert bad.returncode == 2
     assert "--port" in bad.stderr
+
+
+def test_ctrl_c_while_the_app_starts_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.helpers.wt import Recording
+
+    marker = f"sleep 60.{free_port()}"  # a unique command line to look for
+    write_config(
+        tmp_path,
+        command=marker,
+        port=free_port(),
+        outbound_http="off",
+    )
+    rec = Recording(tmp_path)
+    rec.start(wait_port=False)
+    deadline = time.monotonic() + 20
+    while marker not in _process_list() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker in _process_list(), rec.output()
+    assert rec.stop(signal.SIGINT) == 0, rec.output()
+    assert "stopped before the app was ready" in rec.output()
+    deadline = time.monotonic() + 10
+    while marker in _process_list() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker not in _process_list(), "the app outlived wiretape"
+
+
+def _process_list() -> str:
+    return "\n".join(
+        (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and (p / "cmdline").exists()
+    )

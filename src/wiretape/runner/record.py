@@ -7,7 +7,9 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import wiretape
 from wiretape.config import Config
@@ -25,6 +27,7 @@ from wiretape.secrets import Secrets, ensure_gitignore, secrets_path
 from wiretape.store.writer import SetWriter
 
 SUPPORTED = {"http"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,11 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
     log_dir = cfg.dir / ".runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stage = Stage(cfg, log_path=log_dir / f"record-{name}.app.log", echo=opts.echo_app)
+    # Ctrl-C and SIGTERM stop the recording cleanly at any point, start-up included.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     inbound: Listener | None = None
     code = 0
     try:
@@ -85,7 +93,10 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
             lambda dep: DepHooks(recorder, dep.name, dep.upstream, client_tls=client_tls).serve,
             lambda ca: ForwardProxyHooks(recorder, ca, client_tls).serve,
         )
-        app = await stage.start_app()
+        app = await _unless_stopped(stage.start_app(), stop)
+        if app is None:
+            say("stopped before the app was ready", quiet=opts.quiet)
+            return 0
         inbound = Listener(
             "inbound",
             InboundHooks(recorder, "127.0.0.1", cfg.app.port).serve,
@@ -102,7 +113,7 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         url = f"http://{inbound.address}"
         say(f"recording set {name!r} into {writer.path}", quiet=opts.quiet)
         say(f"send traffic to {url}" + ("" if opts.run else "; stop with Ctrl-C"), quiet=opts.quiet)
-        code = await _wait(app, opts, url)
+        code = await _wait(app, opts, url, stop)
     finally:
         live.done()
         if inbound is not None:
@@ -111,6 +122,8 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         if writer.backlog() > 1 << 20:
             say(f"writing {recorder.tests} tests into {writer.path} ...", quiet=opts.quiet)
         writer.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     say(
         f"recorded {recorder.tests} tests and {recorder.mocks} mocks into {writer.path}"
         + (f" ({recorder.errors} with errors)" if recorder.errors else ""),
@@ -119,11 +132,21 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
     return code
 
 
-async def _wait(app: AppProcess, opts: RecordOptions, url: str) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """The result of ``work``, or None if ``stop`` is set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        stopped.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _wait(app: AppProcess, opts: RecordOptions, url: str, stop: asyncio.Event) -> int:
     assert app.proc is not None
     waits: list[asyncio.Task[object]] = [
         asyncio.create_task(stop.wait()),
@@ -156,5 +179,3 @@ async def _wait(app: AppProcess, opts: RecordOptions, url: str) -> int:
                 os.killpg(traffic.pid, signal.SIGTERM)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(traffic.wait(), 5)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
