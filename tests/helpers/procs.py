@@ -169,8 +169,10 @@ def wait_for_port(
         if proc is not None and proc.poll() is not None:
             raise ProcessFailed(f"exited before listening on {host}:{port}{_describe(proc)}")
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
+            with socket.create_connection((host, port), timeout=0.5) as sock:
+                # A port nobody listens on can, rarely, accept a connection from itself.
+                if sock.getsockname() != sock.getpeername():
+                    return
         except OSError:
             pass
         if time.monotonic() >= deadline:

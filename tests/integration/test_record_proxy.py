@@ -247,8 +247,9 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> N
 
 def port_refuses(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return False
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            # A closed loopback port can, rarely, accept a connection from itself.
+            return bool(sock.getsockname() == sock.getpeername())
     except OSError:
         return True
 

@@ -19,7 +19,15 @@ TAIL_LINES = 40
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
+        return sock.connect_ex((host, port)) == 0 and not _self_connected(sock)
+
+
+def _self_connected(sock: socket.socket) -> bool:
+    """A connection to a loopback port nobody listens on can, rarely, connect to itself."""
+    try:
+        return bool(sock.getsockname() == sock.getpeername())
+    except OSError:
+        return False
 
 
 class AppProcess:
@@ -130,6 +138,10 @@ class AppProcess:
                 asyncio.open_connection("127.0.0.1", self.port), 1.0
             )
         except (TimeoutError, OSError):
+            return f"nothing accepted connections on 127.0.0.1:{self.port}"
+        sock = writer.get_extra_info("socket")
+        if sock is not None and _self_connected(sock):
+            writer.close()
             return f"nothing accepted connections on 127.0.0.1:{self.port}"
         try:
             if not self.health:
