@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.fuzz import mutations
 
 from wiretape.errors import ProtocolError
 from wiretape.protocols.mysql import (
@@ -415,24 +416,8 @@ def test_valid_sessions_round_trip_however_split(
 INTERESTING = [b"\x00", b"\xfe", b"\xff", b"\xfb", b"\xfc", b"\x01", b"\x03", b"\x17"]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, base: bytes) -> bytes:
-    data = bytearray(base)
-    for _ in range(draw(st.integers(1, 3))):
-        if not data:
-            data += draw(st.sampled_from(INTERESTING))
-            continue
-        at = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["flip", "insert", "delete", "duplicate"]))
-        if op == "flip":
-            data[at] = draw(st.integers(0, 255))
-        elif op == "insert":
-            data[at:at] = draw(st.sampled_from(INTERESTING))
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 6))]
-        else:
-            data[at:at] = data[at : at + draw(st.integers(1, 12))]
-    return bytes(data)
+def mutated(base: bytes) -> st.SearchStrategy[bytes]:
+    return mutations.mutated(base, INTERESTING, rounds=3, max_delete=6, max_duplicate=12)
 
 
 @FAST

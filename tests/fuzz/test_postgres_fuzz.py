@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.fuzz import mutations
 from tests.unit.protocols.test_postgres import (
     auth_responses,
     typed_backend,
@@ -199,26 +200,8 @@ INTERESTING = [
 ]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, base: bytes) -> bytes:
-    data = bytearray(base)
-    for _ in range(draw(st.integers(1, 4))):
-        if not data:
-            data += draw(st.sampled_from(INTERESTING))
-            continue
-        at = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["flip", "insert", "delete", "duplicate", "truncate"]))
-        if op == "flip":
-            data[at] = draw(st.integers(0, 255))
-        elif op == "insert":
-            data[at:at] = draw(st.sampled_from(INTERESTING))
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
-        elif op == "duplicate":
-            data[at:at] = data[at : at + draw(st.integers(1, 16))]
-        else:
-            del data[at:]
-    return bytes(data)
+def mutated(base: bytes) -> st.SearchStrategy[bytes]:
+    return mutations.mutated(base, INTERESTING, truncate=True)
 
 
 small_limits = st.sampled_from([1 << 30, 64])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.fuzz import mutations
 
 from wiretape.errors import ProtocolError
 from wiretape.protocols.redis import (
@@ -193,24 +194,8 @@ def test_valid_commands_parse_the_same_however_split(data: bytes, cuts: list[int
 INTERESTING = [b"\r", b"\n", b"\r\n", b"$", b"*", b"%", b"|", b">", b"-1", b"0", b"9", b'"', b"'"]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, base: bytes) -> bytes:
-    data = bytearray(base)
-    for _ in range(draw(st.integers(1, 4))):
-        if not data:
-            data += draw(st.sampled_from(INTERESTING))
-            continue
-        at = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["flip", "insert", "delete", "duplicate"]))
-        if op == "flip":
-            data[at] = draw(st.integers(0, 255))
-        elif op == "insert":
-            data[at:at] = draw(st.sampled_from(INTERESTING))
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
-        else:
-            data[at:at] = data[at : at + draw(st.integers(1, 16))]
-    return bytes(data)
+def mutated(base: bytes) -> st.SearchStrategy[bytes]:
+    return mutations.mutated(base, INTERESTING)
 
 
 @FAST
