@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to print on stdout",
     )
 
+    sec = sub.add_parser("secrets", help="work with credentials in recorded sets")
+    sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True, parser_class=_Parser)
+    scan = sec_sub.add_parser(
+        "scan", help="report credential-looking values left in a set (exit 1 if any)"
+    )
+    scan.add_argument("set", nargs="?", help="set name or folder (default: the newest set)")
+    scan.add_argument("-c", "--config", type=Path)
+    scan.add_argument("--dir", type=Path)
+
     rep = sub.add_parser("report", help="print the last run again")
     rep.add_argument("-c", "--config", type=Path)
     rep.add_argument("--dir", type=Path)
@@ -201,6 +210,25 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from wiretape.scan import scan_set
+    from wiretape.store.reader import resolve_set
+
+    if args.set is not None and Path(args.set).is_dir():
+        path = Path(args.set)
+    else:
+        cfg = _load(args)
+        path = resolve_set(cfg.dir, args.set)
+    findings = scan_set(path)
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"wiretape: {len(findings)} credential-looking value(s) in {path}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wiretape: no credential-looking values in {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -208,7 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="wiretape: %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"record": cmd_record, "test": cmd_test, "report": cmd_report}
+    handlers = {
+        "record": cmd_record,
+        "test": cmd_test,
+        "report": cmd_report,
+        "secrets": cmd_secrets,
+    }
     try:
         return handlers[args.cmd](args)
     except WiretapeError as exc:

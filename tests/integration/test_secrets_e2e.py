@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.helpers.procs import EXAMPLES_DIR, free_port, start_examples
-from tests.helpers.wt import Recording, run_test_json, write_config
+from tests.helpers.wt import Recording, run_test_json, run_wiretape, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +49,10 @@ def test_credentials_are_redacted_and_restored(tmp_path: Path) -> None:
     secrets_file = tmp_path / "wiretape" / ".secrets" / "s.yaml"
     assert services.payments_key in secrets_file.read_text()
     assert ".secrets/" in (tmp_path / "wiretape" / ".gitignore").read_text().splitlines()
+
+    scan = run_wiretape(tmp_path, "secrets", "scan", "s")
+    assert scan.returncode == 0, scan.stdout + scan.stderr
+    assert "no credential-looking values" in scan.stderr
 
     done, report = run_test_json(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
