@@ -34,11 +34,11 @@ from shop.orders import (
     Order,
     build_order,
     idempotency_key,
-    new_order_id,
     order_json,
     parse_order_request,
     utc_now_iso,
 )
+from shop.db import PgOrderRepository
 from shop.repository import InMemoryOrderRepository, OrderRepository
 from shop.upstreams import PaymentsClient, RatesClient, UpstreamError
 
@@ -125,7 +125,7 @@ async def create_order(request: Request) -> Response:
     product = find_product(parsed.product_id)
     if product is None:
         return error(404, "product_not_found", f"no product with id {parsed.product_id!r}")
-    order_id = new_order_id()
+    order_id = await svc.orders.new_id()
     try:
         charge = await svc.payments.create_charge(
             amount=product.price_cents * parsed.quantity,
@@ -186,13 +186,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ) as payments,
             httpx.AsyncClient(base_url=config.rates_url, timeout=10.0) as rates,
         ):
+            orders: OrderRepository
+            if config.database_url:
+                orders = await PgOrderRepository.connect(config.database_url)
+            else:
+                orders = InMemoryOrderRepository()
             app.state.services = Services(
                 settings=config,
                 payments=PaymentsClient(payments),
                 rates=RatesClient(rates),
-                orders=InMemoryOrderRepository(),
+                orders=orders,
             )
-            yield
+            try:
+                yield
+            finally:
+                await orders.close()
 
     return Starlette(
         routes=[

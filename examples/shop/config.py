@@ -19,6 +19,7 @@ class Settings:
     payments_key: str
     rates_url: str
     variant: str = ""
+    database_url: str = ""  # orders go to PostgreSQL when set, else stay in memory
 
 
 def _required(env: Mapping[str, str], name: str, example: str) -> str:
@@ -39,4 +40,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         payments_key=_required(env, "PAYMENTS_KEY", "sk_test_demo"),
         rates_url=_required(env, "RATES_URL", "https://localhost:9443"),
         variant=variant,
+        database_url=env.get("DATABASE_URL", "").strip(),
     )

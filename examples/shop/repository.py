@@ -1,14 +1,16 @@
-"""Order storage behind a small async interface, so a database can replace memory later."""
+"""Order storage behind a small async interface: in memory, or in PostgreSQL (shop/db.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Protocol
 
-from shop.orders import Order
+from shop.orders import Order, new_order_id
 
 
 class OrderRepository(Protocol):
+    async def new_id(self) -> str: ...
+
     async def add(self, order: Order) -> None: ...
 
     async def get(self, order_id: str) -> Order | None: ...
@@ -17,10 +19,18 @@ class OrderRepository(Protocol):
 
     async def list_newest_first(self) -> list[Order]: ...
 
+    async def close(self) -> None: ...
+
 
 class InMemoryOrderRepository:
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
+
+    async def new_id(self) -> str:
+        return new_order_id()
+
+    async def close(self) -> None:
+        pass
 
     async def add(self, order: Order) -> None:
         self._orders[order.id] = order

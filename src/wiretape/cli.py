@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import wiretape
 from wiretape.config import Config, apply_overrides, find_config, load_config
-from wiretape.errors import WiretapeError
+from wiretape.errors import SetupError, WiretapeError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
@@ -44,6 +44,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log proxy details")
 
 
+def _time_offset(text: str) -> float:
+    from wiretape.runner.clock import parse_offset
+
+    try:
+        return parse_offset(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wiretape",
@@ -69,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="let requests through in parallel (links mocks by traceparent/window)",
     )
     rec.add_argument("--overwrite", action="store_true", help="replace an existing set")
+    rec.add_argument(
+        "--learn-noise",
+        action="store_true",
+        help="then replay the new set twice and write the fields the app generates as noise",
+    )
     rec.add_argument("--fsync", action="store_true", help="fsync every file (power-loss safety)")
     rec.add_argument(
         "--no-outbound-proxy", action="store_true", help="do not export HTTP(S)_PROXY to the app"
@@ -82,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tst)
     tst.add_argument("--strict", action="store_true", help="unused mocks fail their test")
     tst.add_argument(
+        "--learn-noise",
+        action="store_true",
+        help="replay twice, write the fields that differ between the two runs as noise",
+    )
+    tst.add_argument(
+        "--dry-run", action="store_true", help="with --learn-noise: print, do not write"
+    )
+    tst.add_argument(
         "--strict-values",
         action="store_true",
         help="compare timestamps, UUIDs, JWTs and epoch times by value too",
@@ -92,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="what to print on stdout",
     )
+    clock = tst.add_mutually_exclusive_group()
+    clock.add_argument(
+        "--freeze-time",
+        action="store_true",
+        help="run the app under libfaketime with its clock at each test's recorded time",
+    )
+    clock.add_argument(
+        "--time-shift",
+        metavar="OFFSET",
+        type=_time_offset,
+        help="run the app under libfaketime with its clock moved by OFFSET from now: +1d, -3h, "
+        "+90s, +2w, -1d12h (units w d h m s)",
+    )
 
     sec = sub.add_parser("secrets", help="work with credentials in recorded sets")
     sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True, parser_class=_Parser)
@@ -101,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("set", nargs="?", help="set name or folder (default: the newest set)")
     scan.add_argument("-c", "--config", type=Path)
     scan.add_argument("--dir", type=Path)
+
+    tpl = sub.add_parser(
+        "templatize",
+        help="find values that responses hand out and later requests send back (tokens, ids)",
+    )
+    tpl.add_argument("set", nargs="?", help="set name or folder (default: the newest set)")
+    tpl.add_argument("-c", "--config", type=Path)
+    tpl.add_argument("--dir", type=Path)
+    tpl.add_argument(
+        "--dry-run", action="store_true", help="print the chains without writing the tests"
+    )
 
     rep = sub.add_parser("report", help="print the last run again")
     rep.add_argument("-c", "--config", type=Path)
@@ -162,7 +208,34 @@ def cmd_record(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         echo_app=args.app_output,
     )
-    return _run(record(cfg, opts))
+    code = _run(record(cfg, opts))
+    if code != 0 or not args.learn_noise:
+        return code
+    from wiretape.runner.replay import TestOptions
+
+    return _learn(cfg, TestOptions(set_name=cfg.set_name, quiet=args.quiet), dry_run=False)
+
+
+def _learn(cfg: Config, opts: Any, *, dry_run: bool) -> int:
+    from wiretape.runner.learn import learn_noise
+
+    result = _run(learn_noise(cfg, opts, dry_run=dry_run))
+    for test_id, paths in result.noise.items():
+        for path in paths:
+            print(f"{test_id}: {path}")
+    for test_id in result.unanswered:
+        print(
+            f"wiretape: {test_id}: no answer in one of the replays; nothing learned",
+            file=sys.stderr,
+        )
+    verb = "would add" if dry_run else "added"
+    count = sum(len(p) for p in result.noise.values())
+    print(
+        f"wiretape: {verb} {count} noise path(s) to {len(result.noise)} test(s) in "
+        f"{result.set_path}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -175,7 +248,13 @@ def cmd_test(args: argparse.Namespace) -> int:
         strict_values=args.strict_values,
         quiet=args.quiet,
         echo_app=args.app_output,
+        freeze_time=args.freeze_time,
+        time_shift=args.time_shift,
     )
+    if args.learn_noise:
+        return _learn(cfg, opts, dry_run=args.dry_run)
+    if args.dry_run:
+        raise SetupError("--dry-run goes with --learn-noise")
     report, run_dir = _run(replay(cfg, opts))
     out = _render(report, args.format, args.verbose)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
@@ -229,8 +308,42 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_templatize(args: argparse.Namespace) -> int:
+    from wiretape.runner.templatize import templatize
+    from wiretape.store.reader import resolve_set
+
+    if args.set is not None and Path(args.set).is_dir():
+        path = Path(args.set)
+    else:
+        cfg = _load(args)
+        path = resolve_set(cfg.dir, args.set)
+    result = templatize(path, dry_run=args.dry_run)
+    for test in result.changed:
+        for chain in test.chains:
+            print(f"{test.id}: {', '.join(chain.targets)} <- {chain.path} of {chain.source}")
+        if not test.chains:
+            print(f"{test.id}: no chained values any more")
+    verb = "would update" if args.dry_run else "updated"
+    print(
+        f"wiretape: {result.chains} chained value(s) in {path}; {verb} {result.tests} test(s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _negative_offsets(argv: Sequence[str]) -> list[str]:
+    """``--time-shift -1d`` as ``--time-shift=-1d``: argparse takes ``-1d`` for an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--time-shift" and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"--time-shift={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negative_offsets(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="wiretape: %(name)s: %(message)s",
@@ -241,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test": cmd_test,
         "report": cmd_report,
         "secrets": cmd_secrets,
+        "templatize": cmd_templatize,
     }
     try:
         return handlers[args.cmd](args)

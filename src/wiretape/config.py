@@ -31,6 +31,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from wiretape.compare.paths import PathSyntaxError, parse_path
+from wiretape.credentials import DEFAULT_HEADERS, DEFAULT_KEYS, split_words
 from wiretape.errors import ConfigError
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "AppConfig",
     "Config",
     "DepConfig",
+    "SecretsConfig",
     "TlsConfig",
     "apply_overrides",
     "config_from_flags",
@@ -77,6 +79,14 @@ class DepConfig:
     name: str
     protocol: str
     upstream: str
+    # Databases: TLS toward the real server (disable | prefer | require | verify-full, as in
+    # libpq: only verify-full checks the certificate), and whether the
+    # proxy accepts a client's TLS request with the wiretape CA (accept | decline).
+    upstream_tls: str = "prefer"
+    client_tls: str = "accept"
+    # Databases: parameters the app generates, ignored when matching: (statement prefix,
+    # 1-based parameter numbers).
+    request_noise: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def upstream_scheme(self) -> str:
@@ -117,6 +127,22 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class SecretsConfig:
+    """Credentials to redact besides the built-in ones (``wiretape.credentials``)."""
+
+    keys: tuple[str, ...] = ()  # JSON, form and query key names
+    headers: tuple[str, ...] = ()  # header names
+
+    @property
+    def all_keys(self) -> tuple[str, ...]:
+        return (*DEFAULT_KEYS, *self.keys)
+
+    @property
+    def all_headers(self) -> frozenset[str]:
+        return DEFAULT_HEADERS | {name.lower() for name in self.headers}
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # None when built from flags alone
     app: AppConfig
@@ -128,6 +154,7 @@ class Config:
     dir: Path
     tls: TlsConfig
     noise: tuple[str, ...]
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
     # Line of every value in the file, keyed by dotted path ("app.env.DATABASE_URL").
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -400,9 +427,15 @@ _REQUIRED_HINTS = {
     "app.port": "add the port the app listens on, e.g. 'port: 8000' under app",
 }
 
-_TOP_KEYS = ("app", "deps", "outbound_http", "listen", "set", "dir", "tls", "noise")
+_TOP_KEYS = ("app", "deps", "outbound_http", "listen", "set", "dir", "tls", "noise", "secrets")
+_SECRETS_KEYS = ("keys", "headers")
 _APP_KEYS = ("command", "port", "health", "env", "cwd", "startup_timeout")
 _DEP_KEYS = ("protocol", "upstream")
+_DEP_OPTIONAL = ("upstream_tls", "client_tls", "request_noise")
+_REQUEST_NOISE_KEYS = ("sql", "params")
+UPSTREAM_TLS = ("disable", "prefer", "require", "verify-full")
+CLIENT_TLS = ("accept", "decline")
+_TLS_PROTOCOLS = ("postgres", "mysql")
 _TLS_KEYS = ("extra_ca", "verify_upstream")
 
 
@@ -422,6 +455,7 @@ def _build(w: _Walker, root: Node, base: Path) -> Config:
     noise: tuple[str, ...] = ()
     if "noise" in top:
         noise = tuple(w.value(item, _noise_path) for item in w.sequence(top["noise"]))
+    secrets = _build_secrets(w, top["secrets"]) if "secrets" in top else SecretsConfig()
     return Config(
         path=Path(w.file),
         app=app,
@@ -433,6 +467,7 @@ def _build(w: _Walker, root: Node, base: Path) -> Config:
         dir=sets_dir,
         tls=tls,
         noise=noise,
+        secrets=secrets,
         lines=dict(w.lines),
     )
 
@@ -489,14 +524,63 @@ def _build_deps(w: _Walker, where: _Field) -> dict[str, DepConfig]:
             )
         f = w.mapping(
             entry,
-            _DEP_KEYS,
+            (*_DEP_KEYS, *_DEP_OPTIONAL),
             required=_DEP_KEYS,
             hint=f"write it as {name}: {{protocol: http, upstream: https://host/prefix}}",
         )
         protocol = w.value(f["protocol"], _protocol)
         upstream = w.value(f["upstream"], _upstream_validator(protocol))
-        deps[name] = DepConfig(name=name, protocol=protocol, upstream=upstream)
+        options: dict[str, str] = {}
+        for key, choices in (("upstream_tls", UPSTREAM_TLS), ("client_tls", CLIENT_TLS)):
+            if key not in f:
+                continue
+            if protocol not in _TLS_PROTOCOLS:
+                w.fail(
+                    f[key].key_line,
+                    f"deps.{name}.{key}: only {' and '.join(_TLS_PROTOCOLS)} dependencies "
+                    "negotiate TLS inside their protocol",
+                    "for https use an https:// upstream URL",
+                )
+            options[key] = w.value(f[key], _choice(key, choices))
+        request_noise: list[tuple[str, tuple[int, ...]]] = []
+        if "request_noise" in f:
+            if protocol != "postgres":
+                w.fail(
+                    f["request_noise"].key_line,
+                    f"deps.{name}.request_noise: only postgres dependencies have statement "
+                    "parameters to ignore",
+                )
+            for item in w.sequence(f["request_noise"]):
+                rule = w.mapping(
+                    item,
+                    _REQUEST_NOISE_KEYS,
+                    required=_REQUEST_NOISE_KEYS,
+                    hint="write it as {sql: 'INSERT INTO orders', params: [7]}",
+                )
+                sql = w.value(rule["sql"], _statement_prefix)
+                numbers = tuple(
+                    w.value(n, _param_number, text=False) for n in w.sequence(rule["params"])
+                )
+                request_noise.append((sql, numbers))
+        deps[name] = DepConfig(
+            name=name,
+            protocol=protocol,
+            upstream=upstream,
+            request_noise=tuple(request_noise),
+            **options,
+        )
     return deps
+
+
+def _build_secrets(w: _Walker, where: _Field) -> SecretsConfig:
+    f = w.mapping(where, _SECRETS_KEYS)
+    keys: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    if "keys" in f:
+        keys = tuple(w.value(item, _secret_key) for item in w.sequence(f["keys"]))
+    if "headers" in f:
+        headers = tuple(w.value(item, _header_name) for item in w.sequence(f["headers"]))
+    return SecretsConfig(keys=keys, headers=headers)
 
 
 def _build_tls(w: _Walker, where: _Field, base: Path) -> TlsConfig:
@@ -591,6 +675,48 @@ def _http_url_ok(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _statement_prefix(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _Bad("the start of a SQL statement, e.g. 'INSERT INTO orders'")
+
+
+def _param_number(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return value
+    raise _Bad("a parameter number from 1 (as in $1) to 65535")
+
+
+def _choice(what: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        hint = _suggest(value, choices, what) if isinstance(value, str) else None
+        raise _Bad(f"one of {', '.join(choices)}", hint)
+
+    return check
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _secret_key(value: object) -> str:
+    if isinstance(value, str) and _KEY_NAME.fullmatch(value.strip()) and split_words(value):
+        return value.strip()
+    raise _Bad(
+        "a key name of letters, digits, '_', '-' and '.', e.g. 'pin' or 'session_id'",
+        "a name matches keys that contain its words in any spelling: 'session_id' also "
+        "matches sessionId and X-Session-Id",
+    )
+
+
+def _header_name(value: object) -> str:
+    if isinstance(value, str) and _HEADER_NAME.fullmatch(value.strip()):
+        return value.strip()
+    raise _Bad("an HTTP header name, e.g. 'X-Auth-Token'")
 
 
 def _outbound(value: object) -> str:

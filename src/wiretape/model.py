@@ -99,6 +99,36 @@ class HttpResponse:
     trailers: Headers = ()
 
 
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """One request of a database or TCP protocol (PostgreSQL, Redis, MySQL, raw TCP).
+
+    ``data`` is plain data (dicts, lists, strings, numbers, None) in the protocol's own readable,
+    lossless form; it is what the store writes. ``key`` is computed from ``data`` by the
+    protocol's codec and is what replay matches on; ``summary`` is one line for reports.
+    ``reusable`` marks requests whose answers do not depend on the test that caused them (type
+    introspection, ``SHOW``, ``SET``, pings): replay may answer them from any recording.
+    When no recording has the exact key, one whose ``loose_key`` is equal answers: a UUID or a
+    timestamp the app generated matches any value of the same kind and format, as in response
+    comparison. ``loose_key`` is None when the request holds no such value.
+    """
+
+    summary: str
+    data: object
+    key: object = None
+    reusable: bool = False
+    loose_key: object = None  # ``key`` with typed values (UUIDs, timestamps) reduced to their kind
+
+
+@dataclass(frozen=True, slots=True)
+class WireResponse:
+    """What a database or TCP server answered: ``data`` in the protocol's readable form, or, for
+    large answers, the exact server bytes in a file (``raw``) with a short ``data`` preview."""
+
+    data: object
+    raw: Body | None = None
+
+
 class LinkKind(enum.Enum):
     """How a mock was tied to its test."""
 
@@ -114,14 +144,24 @@ class Mock:
     id: str
     dep: str  # dependency name from the config; "outbound" for the forward proxy
     protocol: str
-    request: HttpRequest
-    response: HttpResponse | None
+    request: HttpRequest | WireRequest
+    response: HttpResponse | WireResponse | None
     test: str | None  # owning test id; None for a session mock
     link: LinkKind = LinkKind.LANE
     candidates: tuple[str, ...] = ()
     error: str | None = None
     started: float = 0.0  # wall-clock epoch seconds
     duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A value a test's request sends back that an earlier test's response handed out."""
+
+    source: str  # the test whose response holds the value
+    path: str  # where in that response: body.token, cookie.session, header.Location
+    value: str  # the recorded value (as stored, so a secret placeholder stays one)
+    targets: tuple[str, ...]  # where this request carries it: header.Authorization, target, body.x
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +176,7 @@ class TestCase:
     started: float = 0.0
     duration: float = 0.0
     upgraded: bool = False  # 101 Switching Protocols: the tunnel itself is not replayed
+    chains: tuple[Chain, ...] = ()
 
     @property
     def index(self) -> int:

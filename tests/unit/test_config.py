@@ -797,3 +797,53 @@ def test_bad_noise_path_is_rejected_with_line(tmp_path: Path) -> None:
         load_config(cfg)
     assert info.value.line == 5
     assert "noise" in str(info.value)
+
+
+DB_DEP = """
+app: {command: run, port: 8000}
+deps:
+  db:
+    protocol: postgres
+    upstream: 127.0.0.1:5432
+"""
+
+
+def test_database_dep_options(tmp_path: Path) -> None:
+    text = DB_DEP + (
+        "    upstream_tls: verify-full\n"
+        "    client_tls: decline\n"
+        "    request_noise:\n"
+        "    - {sql: INSERT INTO orders, params: [7, 8]}\n"
+    )
+    dep = load_config(write(tmp_path, text)).deps["db"]
+    assert (dep.upstream_tls, dep.client_tls) == ("verify-full", "decline")
+    assert dep.request_noise == (("INSERT INTO orders", (7, 8)),)
+    default = load_config(write(tmp_path, DB_DEP)).deps["db"]
+    assert (default.upstream_tls, default.client_tls, default.request_noise) == (
+        "prefer",
+        "accept",
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "problem"),
+    [
+        ("    upstream_tls: sometimes\n", 7, "one of disable, prefer, require, verify-full"),
+        ("    client_tls: yes\n", 7, "one of accept, decline"),
+        ("    request_noise:\n    - {sql: INSERT, params: [0]}\n", 8, "parameter number"),
+        ("    request_noise:\n    - {params: [1]}\n", 8, "sql"),
+        ("    request_noise:\n    - {sql: '  ', params: [1]}\n", 8, "start of a SQL statement"),
+    ],
+)
+def test_bad_database_dep_options(tmp_path: Path, extra: str, line: int, problem: str) -> None:
+    err = load_error(tmp_path, DB_DEP + extra)
+    assert f":{line}:" in str(err)
+    assert problem in str(err)
+
+
+def test_tls_options_belong_to_databases(tmp_path: Path) -> None:
+    text = "app: {command: run, port: 8000}\ndeps:\n  api:\n    protocol: http\n"
+    text += "    upstream: http://x\n    upstream_tls: require\n"
+    err = load_error(tmp_path, text)
+    assert ":6:" in str(err) and "only postgres and mysql" in str(err)

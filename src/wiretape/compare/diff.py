@@ -22,6 +22,10 @@ side fails, both raw bodies are compared as binary) and then classified:
 
 Noise paths drop every difference at or beneath the locations they name, and whole
 subtrees are skipped without being walked.
+
+Redacted credentials are compared by presence: a recorded JSON string, text body or header
+holding ``wiretape:secret:N`` placeholders matches a live one with non-empty text in their
+place (``values.matches_redacted``); a missing field or header is still a difference.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 
 from wiretape.compare.noise import Noise, compile_noise
 from wiretape.compare.paths import Concrete, format_path
-from wiretape.compare.values import typed_equal
+from wiretape.compare.values import matches_redacted, typed_equal
 from wiretape.model import SECRET_PREFIX, Headers, HttpResponse, body_bytes, header_all, header_get
 
 __all__ = ["DEFAULT_IGNORED_HEADERS", "Difference", "compare_json", "compare_responses"]
@@ -216,6 +220,8 @@ def _compare_bodies(
     if exp.kind == "json" and act.kind == "json":
         return _json_differences(exp.value, act.value, rules, typed)
     if exp.text is not None and act.text is not None:
+        if matches_redacted(exp.text, act.text):
+            return []  # a redacted credential: compared by presence, not by value
         return [_text_difference(exp.text, act.text)]
     return [Difference("body", "changed", _describe_bytes(exp.data), _describe_bytes(act.data))]
 
@@ -384,7 +390,11 @@ def _json_differences(
             stack.extend(reversed(_object_steps(path, exp, act, rules)))
         elif isinstance(exp, list) and isinstance(act, list):
             stack.extend(reversed(_array_steps(path, exp, act, rules)))
-        elif not _scalar_equal(exp, act) and not (typed is not None and typed.equal(exp, act)):
+        elif not (
+            _scalar_equal(exp, act)
+            or (typed is not None and typed.equal(exp, act))
+            or (isinstance(exp, str) and isinstance(act, str) and matches_redacted(exp, act))
+        ):
             out.append(Difference(format_path(path), "changed", exp, act))
     return out
 

@@ -10,6 +10,7 @@ current top ``limit``. Differences are written out only for the candidates retur
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import json
 from collections.abc import Sequence
@@ -22,9 +23,9 @@ from wiretape.match.keys import (
     normalize_path,
     normalize_query,
 )
-from wiretape.model import Candidate, HttpRequest, Mock
+from wiretape.model import Candidate, HttpRequest, Mock, WireRequest
 
-__all__ = ["closest"]
+__all__ = ["closest", "closest_wire"]
 
 W_METHOD = 0.30
 W_PATH = 0.30
@@ -65,10 +66,16 @@ def _facts(dep: str, req: HttpRequest) -> _Facts:
     )
 
 
+def _http_request(mock: Mock) -> HttpRequest:
+    assert isinstance(mock.request, HttpRequest)
+    return mock.request
+
+
 def closest(
     req: HttpRequest, dep: str, candidates: Sequence[Mock], *, limit: int = 3
 ) -> tuple[Candidate, ...]:
     """The ``limit`` candidates most similar to ``req``, best first; ties keep recorded order."""
+    candidates = [m for m in candidates if isinstance(m.request, HttpRequest)]
     if limit <= 0 or not candidates:
         return ()
     live = _facts(dep, req)
@@ -82,7 +89,7 @@ def closest(
     cheap: list[tuple[float, float, int]] = []  # (upper bound, cheap score, position)
     for pos, mock in enumerate(candidates):
         factor = 1.0 if mock.dep == dep else OTHER_DEP_FACTOR
-        score = _cheap_score(live, _facts(mock.dep, mock.request)) * factor
+        score = _cheap_score(live, _facts(mock.dep, _http_request(mock))) * factor
         cheap.append((score + W_BODY * factor, score, pos))
     cheap.sort(key=lambda item: (-item[0], item[2]))
 
@@ -92,7 +99,7 @@ def closest(
             break
         mock = candidates[pos]
         factor = 1.0 if mock.dep == dep else OTHER_DEP_FACTOR
-        body_sim = _body_similarity(body_view(mock.request), live_view())
+        body_sim = _body_similarity(body_view(_http_request(mock)), live_view())
         entry = (score + W_BODY * body_sim * factor, -pos)
         if len(best) < limit:
             heapq.heappush(best, entry)
@@ -103,10 +110,52 @@ def closest(
     for score, neg_pos in sorted(best, reverse=True):
         pos = -neg_pos
         mock = candidates[pos]
-        rec = _facts(mock.dep, mock.request)
-        diffs = _differences(rec, live, body_view(mock.request), live_view())
+        rec = _facts(mock.dep, _http_request(mock))
+        diffs = _differences(rec, live, body_view(_http_request(mock)), live_view())
         out.append(Candidate(mock_id=mock.id, score=round(min(score, 1.0), 3), differences=diffs))
     return tuple(out)
+
+
+def _wire_request(mock: Mock) -> WireRequest:
+    assert isinstance(mock.request, WireRequest)
+    return mock.request
+
+
+def closest_wire(
+    req: WireRequest, candidates: Sequence[Mock], *, limit: int = 3
+) -> tuple[Candidate, ...]:
+    """The ``limit`` database or TCP requests whose summaries are most like ``req``'s.
+
+    Summaries are one line each (a statement and its parameters, a command and its arguments),
+    so the similarity of the two texts is a fair measure; the difference shows the recorded one.
+    """
+    wire = [m for m in candidates if isinstance(m.request, WireRequest)]
+    if limit <= 0 or not wire:
+        return ()
+    scored: list[tuple[float, int]] = []
+    for pos, mock in enumerate(wire):
+        matcher = difflib.SequenceMatcher(None, _wire_request(mock).summary, req.summary)
+        if matcher.real_quick_ratio() == 0.0:
+            scored.append((0.0, pos))
+            continue
+        scored.append((matcher.ratio(), pos))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    out = []
+    for score, pos in scored[:limit]:
+        mock = wire[pos]
+        recorded = _wire_request(mock).summary
+        out.append(
+            Candidate(
+                mock_id=mock.id,
+                score=round(score, 3),
+                differences=(f"recorded {_show_text(recorded)}, live {_show_text(req.summary)}",),
+            )
+        )
+    return tuple(out)
+
+
+def _show_text(text: str) -> str:
+    return repr(text if len(text) <= 2 * _SHOW_MAX else text[: 2 * _SHOW_MAX] + "...")
 
 
 def _cheap_score(live: _Facts, rec: _Facts) -> float:
@@ -149,10 +198,13 @@ def _pairs_similarity(a: Sequence[tuple[str, str]], b: Sequence[tuple[str, str]]
 
 
 def _form_pairs(view: BodyView) -> list[tuple[str, str]]:
+    """Form fields as text: the key holds them as Latin-1 (one character per byte)."""
     raw = view.value if isinstance(view.value, tuple) else ()
-    return [
-        (name.decode("utf-8", "replace"), value.decode("utf-8", "replace")) for name, value in raw
-    ]
+
+    def text(part: str) -> str:
+        return part.encode("latin-1").decode("utf-8", "replace")
+
+    return [(text(name), text(value)) for name, value in raw]
 
 
 def _body_similarity(rec: BodyView, live: BodyView) -> float:

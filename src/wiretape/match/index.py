@@ -7,6 +7,11 @@ each answer is used once. Session mocks (recorded outside any test) are reusable
 cursor that walks its recorded answers in order and then stays on the last. Only a miss does more
 than dict lookups: it asks ``explain.closest`` for the nearest recordings and says why none fit.
 
+Database and TCP requests (``WireRequest``) are keyed by the key their protocol computed, under
+the same rules. Those marked ``reusable`` (type introspection, ``SHOW``, pings) may also be
+answered from any test's recordings when neither the active test nor the session has them: a
+pooled connection may open in another test on replay than it did while recording.
+
 The index holds mutable replay state and is meant to be driven from one thread or event loop.
 """
 
@@ -14,15 +19,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from wiretape.match.explain import closest
-from wiretape.match.keys import HttpKey, describe, http_key
-from wiretape.model import HttpRequest, Miss, Mock
+from wiretape.match.explain import closest, closest_wire
+from wiretape.match.keys import describe, http_key
+from wiretape.model import HttpRequest, Miss, Mock, WireRequest
 
-__all__ = ["MockIndex"]
+__all__ = ["MockIndex", "request_key"]
 
-PROTOCOL = "http"
 _NAMED_TESTS = 2
+Key = Any
+
+
+def request_key(dep: str, req: HttpRequest | WireRequest) -> Key:
+    if isinstance(req, WireRequest):
+        return ("wire", dep, req.key)
+    return http_key(dep, req)
+
+
+def loose_key(dep: str, req: HttpRequest | WireRequest) -> Key | None:
+    """The key with app-generated typed values reduced to their kind (wire requests only)."""
+    if isinstance(req, WireRequest) and req.loose_key is not None:
+        return ("loose", dep, req.loose_key)
+    return None
 
 
 class _Replies:
@@ -43,31 +62,42 @@ class _Replies:
 
 class MockIndex:
     def __init__(self, session: Sequence[Mock], per_test: Mapping[str, Sequence[Mock]]) -> None:
-        self._session_mocks = [m for m in session if m.protocol == PROTOCOL]
-        self._session: dict[HttpKey, _Replies] = {}
+        self._session_mocks = list(session)
+        self._session: dict[Key, _Replies] = {}
         for pos, mock in enumerate(self._session_mocks):
-            key = http_key(mock.dep, mock.request)
+            key = request_key(mock.dep, mock.request)
             self._session.setdefault(key, _Replies()).positions.append(pos)
         self._session_served: set[int] = set()
+        self._session_loose: dict[Key, _Replies] = {}
+        for pos, mock in enumerate(self._session_mocks):
+            loose = loose_key(mock.dep, mock.request)
+            if loose is not None:
+                self._session_loose.setdefault(loose, _Replies()).positions.append(pos)
 
         self._tests: dict[str, list[Mock]] = {}
-        self._test_keys: dict[str, list[HttpKey]] = {}
-        self._tests_by_key: dict[HttpKey, list[str]] = {}
+        self._test_keys: dict[str, list[Key]] = {}
+        self._tests_by_key: dict[Key, list[str]] = {}
+        self._test_loose: dict[str, list[Key | None]] = {}
+        self._reusable: dict[Key, Mock] = {}
         for test_id, mocks in per_test.items():
-            kept = [m for m in mocks if m.protocol == PROTOCOL]
-            keys = [http_key(m.dep, m.request) for m in kept]
+            kept = list(mocks)
+            keys = [request_key(m.dep, m.request) for m in kept]
             self._tests[test_id] = kept
             self._test_keys[test_id] = keys
-            for key in keys:
+            self._test_loose[test_id] = [loose_key(m.dep, m.request) for m in kept]
+            for key, mock in zip(keys, kept, strict=True):
                 owners = self._tests_by_key.setdefault(key, [])
                 if not owners or owners[-1] != test_id:
                     owners.append(test_id)
+                if isinstance(mock.request, WireRequest) and mock.request.reusable:
+                    self._reusable.setdefault(key, mock)
         self._deps = {m.dep for m in self._session_mocks}
         self._deps.update(m.dep for mocks in self._tests.values() for m in mocks)
 
         self._active: str | None = None
-        self._queues: dict[HttpKey, deque[int]] = {}
-        self._totals: dict[HttpKey, int] = {}
+        self._queues: dict[Key, deque[int]] = {}
+        self._loose_queues: dict[Key, deque[int]] = {}
+        self._totals: dict[Key, int] = {}
         self._served: dict[str, list[str]] = {}
         self._served_positions: dict[str, set[int]] = {}
         self._misses: dict[str | None, list[Miss]] = {}
@@ -80,28 +110,38 @@ class MockIndex:
         """
         self._active = test_id
         self._queues = {}
+        self._loose_queues = {}
         self._totals = {}
         if test_id is None:
             return
         for pos, key in enumerate(self._test_keys.get(test_id, ())):
             self._queues.setdefault(key, deque()).append(pos)
             self._totals[key] = self._totals.get(key, 0) + 1
+        for pos, loose in enumerate(self._test_loose.get(test_id, ())):
+            if loose is not None:
+                self._loose_queues.setdefault(loose, deque()).append(pos)
         self._served[test_id] = []
         self._served_positions[test_id] = set()
         self._misses.pop(test_id, None)
 
-    def lookup(self, dep: str, req: HttpRequest) -> Mock | Miss:
-        key = http_key(dep, req)
+    def lookup(
+        self, dep: str, req: HttpRequest | WireRequest, *, optional: bool = False
+    ) -> Mock | Miss:
+        """The mock answering ``req``; a miss is kept for the report unless ``optional`` (the
+        caller has its own answer, as for a connection start-up that was never recorded)."""
+        key = request_key(dep, req)
+        loose = loose_key(dep, req)
         active = self._active
         if active is not None:
-            queue = self._queues.get(key)
-            if queue:
-                pos = queue.popleft()
+            pos = self._take(active, key, loose)
+            if pos is not None:
                 self._served_positions[active].add(pos)
                 mock = self._tests[active][pos]
                 self._served[active].append(mock.id)
                 return mock
         replies = self._session.get(key)
+        if replies is None and loose is not None:
+            replies = self._session_loose.get(loose)
         if replies is not None:
             pos = replies.take()
             self._session_served.add(pos)
@@ -109,16 +149,40 @@ class MockIndex:
             if active is not None:
                 self._served[active].append(mock.id)
             return mock
+        reused = self._reusable.get(key)
+        if reused is not None:
+            if active is not None:
+                self._served[active].append(reused.id)
+            return reused
         miss = self._miss(dep, req, key)
-        self._misses.setdefault(active, []).append(miss)
+        if not optional:
+            self._misses.setdefault(active, []).append(miss)
         return miss
+
+    def _take(self, active: str, key: Key, loose: Key | None) -> int | None:
+        """The next unused position of the active test answering ``key`` (or ``loose``)."""
+        queue = self._queues.get(key)
+        if queue:
+            pos = queue.popleft()
+            own = self._test_loose[active][pos]
+            if own is not None:
+                self._loose_queues[own].remove(pos)
+            return pos
+        if loose is None:
+            return None
+        queue = self._loose_queues.get(loose)
+        if not queue:
+            return None
+        pos = queue.popleft()
+        self._queues[self._test_keys[active][pos]].remove(pos)
+        return pos
 
     def served(self, test_id: str) -> list[str]:
         """Ids of the mocks (the test's own and session ones) that answered during ``test_id``."""
         return list(self._served.get(test_id, ()))
 
     def unused(self, test_id: str) -> list[str]:
-        """Ids of ``test_id``'s HTTP mocks that never answered, in recorded order."""
+        """Ids of ``test_id``'s mocks that never answered, in recorded order."""
         used = self._served_positions.get(test_id, set())
         return [m.id for pos, m in enumerate(self._tests.get(test_id, ())) if pos not in used]
 
@@ -130,19 +194,28 @@ class MockIndex:
     def misses(self, test_id: str | None) -> list[Miss]:
         return list(self._misses.get(test_id, ()))
 
-    def _miss(self, dep: str, req: HttpRequest, key: HttpKey) -> Miss:
+    def _miss(self, dep: str, req: HttpRequest | WireRequest, key: Key) -> Miss:
         pool = list(self._session_mocks)
         if self._active is not None:
             pool = [*self._tests.get(self._active, ()), *pool]
-        same_dep = [m for m in pool if m.dep == dep]
+        if isinstance(req, WireRequest):
+            same = [m for m in pool if m.dep == dep and isinstance(m.request, WireRequest)]
+            return Miss(
+                dep=dep,
+                request=req.summary,
+                candidates=closest_wire(req, same),
+                reason=self._reason(dep, key),
+            )
+        http = [m for m in pool if isinstance(m.request, HttpRequest)]
+        same_dep = [m for m in http if m.dep == dep]
         return Miss(
             dep=dep,
             request=describe(req),
-            candidates=closest(req, dep, same_dep or pool),
+            candidates=closest(req, dep, same_dep or http),
             reason=self._reason(dep, key),
         )
 
-    def _reason(self, dep: str, key: HttpKey) -> str:
+    def _reason(self, dep: str, key: Key) -> str:
         active = self._active
         total = self._totals.get(key, 0)
         if total:
@@ -171,7 +244,7 @@ class MockIndex:
             )
         if dep not in self._deps:
             return (
-                f"no HTTP mocks were recorded for dependency {dep!r}; check the dependency name "
+                f"no mocks were recorded for dependency {dep!r}; check the dependency name "
                 "or record traffic to it"
             )
         return (

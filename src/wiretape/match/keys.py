@@ -161,8 +161,11 @@ def _view_of(data: bytes, mtype: str) -> BodyView:
     if is_json_type(mtype):
         parsed = _parse_json(data, containers_only=False)
     elif mtype == _FORM:
-        pairs = tuple(sorted(parse_qsl(data, keep_blank_values=True)))
-        return BodyView("form", "form:" + urlencode(pairs), pairs, len(data), digest)
+        # Latin-1 maps every byte to one character, so any percent-escape decodes losslessly.
+        text = data.decode("latin-1")
+        pairs = tuple(sorted(parse_qsl(text, keep_blank_values=True, encoding="latin-1")))
+        canonical = urlencode(pairs, encoding="latin-1")
+        return BodyView("form", "form:" + canonical, pairs, len(data), digest)
     elif not _is_binary_type(mtype) and _looks_like_json(data):
         parsed = _parse_json(data, containers_only=True)
     if parsed is not None:

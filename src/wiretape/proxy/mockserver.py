@@ -1,13 +1,13 @@
 """Mock servers for replay: named dependencies and the forward proxy, answered from recordings.
 
-Each live request is parsed whole, normalized exactly as it was while recording, and looked up in
-the ``MockIndex``. A hit is re-encoded from the recorded response; a miss answers ``502`` with an
+Each live request is parsed whole, has its credentials replaced by the set's placeholders (as
+they were while recording), is normalized and looked up in the ``MockIndex``. A hit is re-encoded
+from the recorded response with the real credentials put back; a miss answers ``502`` with an
 ``X-Wiretape-Miss`` header and is kept by the index so the test fails with an explanation.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import ssl
 from collections.abc import Callable
@@ -140,6 +140,9 @@ class MockHttpServer:
             await client.drain()
 
     def _answer(self, client: ByteStream, head: RequestHead, req: HttpRequest) -> bool:
+        if self.secrets is not None:
+            # Recorded requests hold placeholders where the live one holds credentials.
+            req = self.secrets.redact_live(req)
         found = self.index.lookup(self.dep, req)
         if isinstance(found, Miss):
             client.write(miss_response(found))
@@ -150,10 +153,9 @@ class MockHttpServer:
             )
             return False
         resp = found.response
+        assert isinstance(resp, HttpResponse), "an HTTP request matched a non-HTTP mock"
         if self.secrets is not None:
-            headers = self.secrets.reveal_headers(resp.headers)
-            if headers is not resp.headers:
-                resp = dataclasses.replace(resp, headers=headers)
+            resp = self.secrets.reveal_response(resp)
         client.write(encode_response(resp, head_only=head.method == "HEAD"))
         return (
             is_keep_alive(head.version, head.headers)

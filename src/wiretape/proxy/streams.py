@@ -66,6 +66,10 @@ class SocketStream:
     def close(self) -> None:
         self._writer.close()
 
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Upgrade this (client-side) connection to TLS, as after PostgreSQL's SSLRequest."""
+        await self._writer.start_tls(context, server_hostname=server_hostname)
+
     @property
     def peer(self) -> str:
         return self._peer

@@ -65,6 +65,7 @@ LEAF_VALIDITY = dt.timedelta(days=397)
 BACKDATE = dt.timedelta(days=1)
 LEAF_CACHE_SIZE = 1024
 ALPN = ["http/1.1"]
+LOOPBACK = " loopback"  # cache key of the leaf for wiretape's own listeners
 
 SigningKey = (
     rsa.RSAPrivateKey
@@ -168,10 +169,30 @@ class CertificateAuthority:
                 self._contexts.popitem(last=False)
         return context
 
-    def _load_server_context(self, leaf: x509.Certificate, key_pem: bytes) -> ssl.SSLContext:
+    def loopback_context(self) -> ssl.SSLContext:
+        """A server context for wiretape's own listeners: valid for localhost, 127.0.0.1 and ::1.
+
+        Database clients that verify the server (``sslmode=verify-full``) connect to these names.
+        """
+        hosts = ["localhost", "127.0.0.1", "::1"]
+        now = _now()
+        with self._lock:
+            hit = self._contexts.get(LOOPBACK)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        leaf_key, leaf_key_pem = _shared_leaf_key()
+        leaf = _build_leaf_cert(hosts, self.certificate, self._key, leaf_key)
+        context = self._load_server_context(leaf, leaf_key_pem, alpn=["postgresql"])
+        with self._lock:
+            self._contexts[LOOPBACK] = (context, leaf.not_valid_after_utc)
+        return context
+
+    def _load_server_context(
+        self, leaf: x509.Certificate, key_pem: bytes, *, alpn: list[str] = ALPN
+    ) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols(ALPN)
+        context.set_alpn_protocols(alpn)
         fd, name = tempfile.mkstemp(prefix=".leaf-", suffix=".pem", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -12,21 +12,23 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import wiretape
-from wiretape.config import Config
+from wiretape.config import Config, DepConfig
 from wiretape.errors import SetupError
 from wiretape.model import DepInfo, SetInfo
 from wiretape.proxy import tls
 from wiretape.proxy.inbound import InboundHooks
 from wiretape.proxy.outbound import DepHooks, ForwardProxyHooks
-from wiretape.proxy.server import Listener
+from wiretape.proxy.postgres import PgRecordHooks
+from wiretape.proxy.server import Handler, Listener
 from wiretape.runner.app import AppProcess
 from wiretape.runner.console import Live, say
 from wiretape.runner.recorder import Recorder
 from wiretape.runner.stage import Stage
+from wiretape.runner.templatize import templatize
 from wiretape.secrets import Secrets, ensure_gitignore, secrets_path
 from wiretape.store.writer import SetWriter
 
-SUPPORTED = {"http"}
+SUPPORTED = {"http", "postgres"}
 T = TypeVar("T")
 
 
@@ -69,7 +71,9 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
     ensure_gitignore(cfg.dir)
     recorder = Recorder(
         writer,
-        secrets=Secrets(secrets_path(cfg.dir, name)),
+        secrets=Secrets(
+            secrets_path(cfg.dir, name), cfg.secrets.all_headers, cfg.secrets.all_keys
+        ),
         concurrent=opts.concurrent,
         on_change=lambda: live.show(
             f"recording {name}: {recorder.tests} tests, {recorder.mocks} mocks"
@@ -88,9 +92,21 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
     code = 0
     try:
         client_tls = tls.client_context(verify=cfg.tls.verify_upstream, extra_ca=cfg.tls.extra_ca)
+
+        def dep_handler(dep: DepConfig) -> Handler:
+            if dep.protocol == "postgres":
+                verify = dep.upstream_tls == "verify-full"
+                return PgRecordHooks(
+                    recorder,
+                    dep,
+                    ca=stage.ca,
+                    upstream_tls=tls.client_context(verify=verify, extra_ca=cfg.tls.extra_ca),
+                ).serve
+            return DepHooks(recorder, dep.name, dep.upstream, client_tls=client_tls).serve
+
         await stage.serve_deps(
             "dep",
-            lambda dep: DepHooks(recorder, dep.name, dep.upstream, client_tls=client_tls).serve,
+            dep_handler,
             lambda ca: ForwardProxyHooks(recorder, ca, client_tls).serve,
         )
         app = await _unless_stopped(stage.start_app(), stop)
@@ -124,6 +140,12 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         writer.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    chained = templatize(writer.path)
+    if chained.chains:
+        say(
+            f"found {chained.chains} chained value(s) (tokens, ids) that replay will follow",
+            quiet=opts.quiet,
+        )
     say(
         f"recorded {recorder.tests} tests and {recorder.mocks} mocks into {writer.path}"
         + (f" ({recorder.errors} with errors)" if recorder.errors else ""),

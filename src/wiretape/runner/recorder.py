@@ -22,7 +22,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from wiretape.model import Headers, LinkKind, Mock, TestCase, header_get
+from wiretape.model import (
+    Headers,
+    LinkKind,
+    Mock,
+    TestCase,
+    WireRequest,
+    WireResponse,
+    header_get,
+)
 from wiretape.proxy.httpconn import BodySink, Finished
 from wiretape.secrets import Secrets
 from wiretape.store.format import test_id_for
@@ -97,7 +105,7 @@ class Recorder:
             await self._lane.acquire()
         index = self._next_index
         self._next_index += 1
-        test_id = test_id_for(index, method, target)
+        test_id = test_id_for(index, method, self.secrets.redact_target(target))
         trace = trace_id_of(headers)
         injected = None
         if trace is None and self.concurrent:
@@ -149,6 +157,49 @@ class Recorder:
         others = tuple(a.id for a in ordered if a.id != chosen)
         return Attribution(chosen, LinkKind.AMBIGUOUS, others)
 
+    def attribute_now(self) -> Attribution:
+        """The test a call starting now belongs to, for protocols without headers."""
+        return self.attribute(())
+
+    async def add_wire_mock(
+        self,
+        dep: str,
+        protocol: str,
+        attr: Attribution,
+        request: WireRequest,
+        response: WireResponse | None,
+        *,
+        started: float,
+        duration: float,
+        error: str | None = None,
+    ) -> None:
+        """A database or TCP exchange; its codec has already left credentials out."""
+        mock = Mock(
+            id=f"{dep}-{self._next_mock:04d}",
+            dep=dep,
+            protocol=protocol,
+            request=request,
+            response=response,
+            test=attr.test,
+            link=attr.link,
+            candidates=attr.candidates,
+            error=error,
+            started=started,
+            duration=duration,
+        )
+        await self._keep(mock, attr)
+
+    async def _keep(self, mock: Mock, attr: Attribution) -> None:
+        self._next_mock += 1
+        self.mocks += 1
+        if attr.test is None:
+            await _durable(self.writer.add_session_mock(mock))
+        elif attr.test in self._active:
+            self._active[attr.test].mocks.append(mock)
+        else:
+            await _durable(self.writer.add_mocks(attr.test, [mock]))
+        self._changed()
+
     async def add_mock(self, dep: str, protocol: str, attr: Attribution, done: Finished) -> None:
         mock = Mock(
             id=f"{dep}-{self._next_mock:04d}",
@@ -163,12 +214,4 @@ class Recorder:
             started=done.started,
             duration=done.duration,
         )
-        self._next_mock += 1
-        self.mocks += 1
-        if attr.test is None:
-            await _durable(self.writer.add_session_mock(mock))
-        elif attr.test in self._active:
-            self._active[attr.test].mocks.append(mock)
-        else:
-            await _durable(self.writer.add_mocks(attr.test, [mock]))
-        self._changed()
+        await self._keep(mock, attr)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wiretape.chains import substitute
 from wiretape.compare.diff import compare_responses
 from wiretape.compare.render import render_json, render_junit, render_progress
 from wiretape.compare.report import RunReport, TestResult
-from wiretape.config import Config
+from wiretape.config import Config, DepConfig
 from wiretape.match.index import MockIndex
-from wiretape.model import TestCase
+from wiretape.model import HttpResponse, TestCase
 from wiretape.proxy.mockserver import MockHttpServer
+from wiretape.proxy.postgres import PgMockServer, with_dep_noise
+from wiretape.proxy.server import Handler
 from wiretape.runner.client import AppClient, ReplayError
-from wiretape.runner.console import Live
+from wiretape.runner.clock import Clock, open_clock
+from wiretape.runner.console import Live, say
 from wiretape.runner.record import check_protocols
 from wiretape.runner.stage import Stage
 from wiretape.secrets import Secrets, secrets_path
@@ -31,6 +34,8 @@ class TestOptions:
     strict_values: bool = False
     quiet: bool = False
     echo_app: bool = False
+    freeze_time: bool = False  # run the app under libfaketime at each test's recorded time
+    time_shift: float | None = None  # or at wiretape's clock plus this many seconds
 
 
 def runs_dir(cfg: Config) -> Path:
@@ -43,29 +48,53 @@ def new_run_id() -> str:
     return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.urandom(2).hex()}"
 
 
-async def replay(cfg: Config, opts: TestOptions) -> tuple[RunReport, Path]:
+async def replay(
+    cfg: Config,
+    opts: TestOptions,
+    *,
+    responses: dict[str, HttpResponse | None] | None = None,
+) -> tuple[RunReport, Path]:
+    """Replay the set; ``responses``, when given, receives every test's live answer."""
     check_protocols(cfg)
     test_set = load_set(resolve_set(cfg.dir, opts.set_name))
+    clock = open_clock(freeze=opts.freeze_time, shift=opts.time_shift, keep=cfg.app.env.keys())
     run_id = new_run_id()
     run_dir = runs_dir(cfg) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    index = MockIndex(test_set.session, test_set.mocks)
-    secrets = Secrets(secrets_path(cfg.dir, test_set.info.name))
+    index = MockIndex(
+        with_dep_noise(test_set.session, cfg.deps),
+        {test: with_dep_noise(mocks, cfg.deps) for test, mocks in test_set.mocks.items()},
+    )
+    secrets = Secrets(
+        secrets_path(cfg.dir, test_set.info.name), cfg.secrets.all_headers, cfg.secrets.all_keys
+    )
     stage = Stage(cfg, log_path=run_dir / "app.log", echo=opts.echo_app)
     started = time.time()
     t0 = time.perf_counter()
     results: list[TestResult] = []
     try:
+        def dep_handler(dep: DepConfig) -> Handler:
+            if dep.protocol == "postgres":
+                return PgMockServer(dep, index, ca=stage.ca).serve
+            return MockHttpServer(dep.name, index, secrets=secrets).serve
+
         await stage.serve_deps(
             "mock",
-            lambda dep: MockHttpServer(dep.name, index, secrets=secrets).serve,
+            dep_handler,
             lambda ca: MockHttpServer("outbound", index, ca=ca, secrets=secrets).serve,
         )
         index.begin_test(None)
-        await stage.start_app()
-        results = await _run_tests(cfg, test_set, index, opts, secrets)
+        if clock is not None:
+            clock.start(test_set.tests)
+            say(clock.describe(), quiet=opts.quiet)
+        await stage.start_app(clock.app_env if clock is not None else None)
+        results = await _run_tests(
+            cfg, test_set, index, opts, secrets, clock, responses=responses
+        )
     finally:
         await stage.close()
+        if clock is not None:
+            clock.close()
     report = RunReport(
         run_id=run_id,
         set_name=test_set.info.name,
@@ -86,6 +115,9 @@ async def _run_tests(
     index: MockIndex,
     opts: TestOptions,
     secrets: Secrets,
+    clock: Clock | None = None,
+    *,
+    responses: dict[str, HttpResponse | None] | None = None,
 ) -> list[TestResult]:
     live = Live(enabled=not opts.quiet)
     client = AppClient("127.0.0.1", cfg.app.port)
@@ -93,10 +125,16 @@ async def _run_tests(
     failed = 0
     total = len(test_set.tests)
     base_noise = (*cfg.noise, *test_set.info.noise)
+    if responses is None:
+        responses = {}  # live answers, for chained values
     try:
         for done, test in enumerate(test_set.tests):
             live.show(render_progress(done, total, failed) + f"  {test.id}")
-            result = await _run_one(test, index, client, base_noise, opts, secrets)
+            if clock is not None:
+                clock.before_test(test)
+            result = await _run_one(
+                test, index, client, base_noise, opts, secrets, responses=responses
+            )
             if result.status in ("failed", "error"):
                 failed += 1
             results.append(result)
@@ -115,6 +153,8 @@ async def _run_one(
     base_noise: tuple[str, ...],
     opts: TestOptions,
     secrets: Secrets,
+    *,
+    responses: dict[str, HttpResponse | None] | None = None,
 ) -> TestResult:
     req = test.request
     common = _Common(test.id, req.method, req.target)
@@ -137,18 +177,26 @@ async def _run_one(
             target=common.target,
         )
     index.begin_test(test.id)
-    note = ""
-    missing = secrets.missing(req.headers)
+    notes: list[str] = []
+    if test.chains and responses is not None:
+        # Values an earlier response handed out are taken from that response's live answer.
+        req, unfollowed = substitute(req, test.chains, responses)
+        if unfollowed:
+            notes.append("chained values not followed: " + "; ".join(unfollowed))
+    missing = secrets.missing_fields(req)
     if missing:
-        note = (
-            f"no recorded value for the redacted header(s) {', '.join(missing)} "
+        notes.append(
+            f"no recorded value for the redacted field(s) {', '.join(missing)} "
             f"(looked in {secrets.path}); the placeholder was sent"
         )
-    live = dataclasses.replace(req, headers=secrets.reveal_headers(req.headers))
+    note = "; ".join(notes)
+    live = secrets.reveal_request(req)
     t0 = time.perf_counter()
     try:
         actual = await client.send(live)
     except ReplayError as exc:
+        if responses is not None:
+            responses[test.id] = None
         return TestResult(
             status="error",
             duration=time.perf_counter() - t0,
@@ -159,6 +207,8 @@ async def _run_one(
             target=common.target,
         )
     duration = time.perf_counter() - t0
+    if responses is not None:
+        responses[test.id] = actual
     diffs = compare_responses(
         test.response,
         actual,

@@ -37,17 +37,28 @@ class Stage:
         dep_handler: Callable[[DepConfig], Handler],
         forward_handler: Callable[[tls.CertificateAuthority], Handler],
     ) -> None:
+        if self.cfg.outbound_http == "proxy" or any(
+            d.protocol in ("postgres", "mysql") and d.client_tls == "accept"
+            for d in self.cfg.deps.values()
+        ):
+            # Intercepted HTTPS and databases' in-protocol TLS present certificates of this CA.
+            self.ca = tls.CertificateAuthority.load_or_create()
         for dep in self.cfg.deps.values():
             listener = await self._listen(f"{label} {dep.name}", dep_handler(dep))
             self.addresses[dep.name] = listener.address
         if self.cfg.outbound_http == "proxy":
-            self.ca = tls.CertificateAuthority.load_or_create()
+            assert self.ca is not None
             listener = await self._listen(f"{label} forward proxy", forward_handler(self.ca))
             self.forward = listener.address
 
-    async def start_app(self) -> AppProcess:
+    async def start_app(
+        self, adjust_env: Callable[[dict[str, str]], dict[str, str]] | None = None
+    ) -> AppProcess:
+        """Start the app and wait until it is ready; ``adjust_env`` edits its environment last."""
         cfg = self.cfg
         env = app_environment(cfg, self.addresses, forward_proxy=self.forward, ca=self.ca)
+        if adjust_env is not None:
+            env = adjust_env(env)
         self.app = AppProcess(
             cfg.app.command,
             env=env,

@@ -38,6 +38,7 @@ from wiretape.errors import StoreError
 from wiretape.model import (
     BlobRef,
     Body,
+    Chain,
     DepInfo,
     Headers,
     HttpRequest,
@@ -46,9 +47,12 @@ from wiretape.model import (
     Mock,
     SetInfo,
     TestCase,
+    WireRequest,
+    WireResponse,
     header_all,
     header_get,
 )
+from wiretape.protocols.wire import PlainError, codec_for, wire_protocols
 from wiretape.store import migrate as _migrate
 from wiretape.store.yamlio import TMP_PREFIX, FlowList, atomic_write, round_trip, store_error
 
@@ -642,7 +646,28 @@ def test_to_doc(t: TestCase, bodies_dir: Path, *, fsync: bool = False) -> dict[s
         doc["noise"] = list(t.noise)
     if t.upgraded:
         doc["upgraded"] = True
+    if t.chains:
+        doc["chains"] = [
+            {"from": c.source, "path": c.path, "value": c.value, "in": FlowList(c.targets)}
+            for c in t.chains
+        ]
     return doc
+
+
+def _chains(fields: _Fields) -> tuple[Chain, ...]:
+    items: list[Any] = fields.opt("chains", (list,), "a list of chained values", [])
+    out = []
+    for i, item in enumerate(items):
+        c = _Fields(item, fields.source, f"chains[{i}]")
+        out.append(
+            Chain(
+                source=c.string("from"),
+                path=c.string("path"),
+                value=c.string("value"),
+                targets=c.strings("in"),
+            )
+        )
+    return tuple(out)
 
 
 def doc_to_test(doc: Mapping[str, Any], set_dir: Path, *, source: str) -> TestCase:
@@ -658,6 +683,7 @@ def doc_to_test(doc: Mapping[str, Any], set_dir: Path, *, source: str) -> TestCa
         started=fields.time("started"),
         duration=fields.number("duration_ms") / 1000,
         upgraded=fields.opt("upgraded", (bool,), "true or false", False),
+        chains=_chains(fields),
     )
 
 
@@ -678,9 +704,61 @@ def mock_to_doc(m: Mock, bodies_dir: Path, *, fsync: bool = False) -> dict[str, 
     doc["duration_ms"] = _ms(m.duration)
     if m.error is not None:
         doc["error"] = m.error
+    if isinstance(m.request, WireRequest):
+        doc["request"] = m.request.data
+        doc["response"] = _wire_response_doc(m.response, bodies_dir, fsync)
+        return doc
+    assert not isinstance(m.response, WireResponse)
     doc["request"] = _request_doc(m.request, bodies_dir, fsync)
     doc["response"] = _response_doc(m.response, bodies_dir, fsync)
     return doc
+
+
+def _wire_response_doc(
+    r: HttpResponse | WireResponse | None, bodies_dir: Path, fsync: bool
+) -> Any:
+    if r is None:
+        return None
+    assert isinstance(r, WireResponse)
+    if r.raw is None:
+        return r.data
+    if isinstance(r.raw, BlobRef):
+        node = _stored_blob(r.raw, bodies_dir, fsync)
+    else:
+        digest = hashlib.sha256(r.raw).hexdigest()
+        target = bodies_dir / digest
+        if not target.exists():
+            atomic_write(target, r.raw, fsync=fsync)
+        node = _blob_node(digest, len(r.raw))
+    return {"raw_file": node, "preview": r.data}
+
+
+def _wire_request(fields: _Fields, protocol: str) -> WireRequest:
+    where = _join(fields.path, "request")
+    if not fields.has("request"):
+        raise _field_error(fields.source, where, "this field is missing")
+    try:
+        return codec_for(protocol).request(fields.data["request"])
+    except PlainError as exc:
+        raise _field_error(fields.source, where, str(exc)) from None
+
+
+def _wire_response(fields: _Fields, protocol: str, set_dir: Path) -> WireResponse | None:
+    where = _join(fields.path, "response")
+    if not fields.has("response"):
+        raise _field_error(fields.source, where, "this field is missing")
+    data = fields.data["response"]
+    if data is None:
+        return None
+    if isinstance(data, dict) and "raw_file" in data:
+        node = _Fields(data["raw_file"], fields.source, _join(where, "raw_file"))
+        raw = _file_body(node, set_dir)
+        return WireResponse(data.get("preview"), raw)
+    try:
+        codec_for(protocol).check_response(data)
+    except PlainError as exc:
+        raise _field_error(fields.source, where, str(exc)) from None
+    return WireResponse(data)
 
 
 def mocks_to_doc(
@@ -705,12 +783,28 @@ def _link(fields: _Fields) -> LinkKind:
 
 
 def _mock(fields: _Fields, test_id: str | None, set_dir: Path) -> Mock:
+    protocol = fields.string("protocol")
+    request: HttpRequest | WireRequest
+    response: HttpResponse | WireResponse | None
+    if protocol == "http":
+        request = _request(fields.child("request"), set_dir)
+        response = _response(fields, set_dir)
+    elif protocol in wire_protocols():
+        request = _wire_request(fields, protocol)
+        response = _wire_response(fields, protocol, set_dir)
+    else:
+        choices = ", ".join(("http", *wire_protocols()))
+        raise _field_error(
+            fields.source,
+            _join(fields.path, "protocol"),
+            f"expected one of {choices}, found {protocol!r}",
+        )
     return Mock(
         id=fields.string("id"),
         dep=fields.string("dep"),
-        protocol=fields.string("protocol"),
-        request=_request(fields.child("request"), set_dir),
-        response=_response(fields, set_dir),
+        protocol=protocol,
+        request=request,
+        response=response,
         test=test_id,
         link=_link(fields),
         candidates=fields.strings("candidates"),

@@ -31,7 +31,10 @@ from wiretape.model import (
     LinkKind,
     Mock,
     TestCase,
+    WireRequest,
+    WireResponse,
 )
+from wiretape.protocols.wire import codec_for
 
 JOURNAL_FILE = "journal.jsonl"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
@@ -71,13 +74,27 @@ def _response(resp: HttpResponse | None) -> dict[str, Any] | None:
     }
 
 
+def _wire_response(resp: HttpResponse | WireResponse | None) -> dict[str, Any] | None:
+    if resp is None:
+        return None
+    assert isinstance(resp, WireResponse)
+    return {"wd": resp.data, "raw": None if resp.raw is None else _body(resp.raw)}
+
+
 def _mock(m: Mock) -> dict[str, Any]:
+    if isinstance(m.request, WireRequest):
+        rq: Any = {"wd": m.request.data}
+        rs = _wire_response(m.response)
+    else:
+        assert not isinstance(m.response, WireResponse)
+        rq = _request(m.request)
+        rs = _response(m.response)
     return {
         "id": m.id,
         "dep": m.dep,
         "p": m.protocol,
-        "rq": _request(m.request),
-        "rs": _response(m.response),
+        "rq": rq,
+        "rs": rs,
         "test": m.test,
         "l": m.link.value,
         "c": m.candidates,
@@ -159,13 +176,28 @@ def _decode_response(d: dict[str, Any] | None, bodies: Path) -> HttpResponse | N
     )
 
 
+def _decode_wire_response(d: dict[str, Any] | None, bodies: Path) -> WireResponse | None:
+    if d is None:
+        return None
+    raw = d["raw"]
+    return WireResponse(d["wd"], _decode_body(raw, bodies) if raw is not None else None)
+
+
 def _decode_mock(d: dict[str, Any], bodies: Path) -> Mock:
+    request: HttpRequest | WireRequest
+    response: HttpResponse | WireResponse | None
+    if "wd" in d["rq"]:
+        request = codec_for(d["p"]).request(d["rq"]["wd"])
+        response = _decode_wire_response(d["rs"], bodies)
+    else:
+        request = _decode_request(d["rq"], bodies)
+        response = _decode_response(d["rs"], bodies)
     return Mock(
         id=d["id"],
         dep=d["dep"],
         protocol=d["p"],
-        request=_decode_request(d["rq"], bodies),
-        response=_decode_response(d["rs"], bodies),
+        request=request,
+        response=response,
         test=d["test"],
         link=LinkKind(d["l"]),
         candidates=tuple(d["c"]),

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from wiretape.compare.diff import compare_responses
-from wiretape.compare.values import same_epoch, same_string_kind, typed_equal
+from wiretape.compare.values import opaque_kind, same_epoch, same_string_kind, typed_equal
 from wiretape.model import HttpResponse
 
 NOW = 1_800_000_000.0
@@ -78,3 +78,24 @@ def test_compare_responses_uses_typed_values_only_when_asked() -> None:
     changed = _resp({"at": "2027-01-01T00:00:00.000Z", "total": 11})
     diffs = compare_responses(expected, changed, typed_values=True, now=NOW)
     assert [d.path for d in diffs] == ["body.total"]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "live", "same"),
+    [
+        ("3709b415a0f6f52c312c", "214fe33d0b42c82a4464", True),  # hex cursors
+        ("3709b415a0f6f52c312c", "214fe33d0b42c82a44641", False),  # another length
+        ("3709b415a0f6f52c312c", "3709B415A0F6F52C312C", False),  # another alphabet
+        ("kJ8_x2mQpL0-zR7tYb4wNc", "Qw3-Er5_Ty7Ui9Op1As2Df", True),  # base64url
+        ("pending_payment_status", "completed_payment_done", False),  # words, no digits
+        ("aaaaaaaa11111111", "bbbbbbbb22222222", False),  # too few distinct characters
+    ],
+)
+def test_opaque_tokens_match_by_alphabet_and_length(recorded: str, live: str, same: bool) -> None:
+    assert same_string_kind(recorded, live) is same
+
+
+def test_opaque_kinds_name_alphabet_and_length() -> None:
+    assert opaque_kind("3709b415a0f6f52c312c") == "hex:20"
+    assert opaque_kind("short1a") is None
+    assert opaque_kind("with spaces 1234567890") is None

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from wiretape.match.index import MockIndex
-from wiretape.model import Body, Headers, HttpRequest, HttpResponse, Miss, Mock
+from wiretape.model import Body, Headers, HttpRequest, HttpResponse, Miss, Mock, WireResponse
+from wiretape.protocols.postgres.exchange import request_for as pg_request
 
 JSON_CT: Headers = (("Content-Type", "application/json"),)
 
@@ -153,14 +154,36 @@ def test_unknown_test_has_no_mocks() -> None:
     assert index.unused("nope") == []
 
 
-def test_other_protocols_are_ignored() -> None:
-    r = req("/x")
-    pg = mock("pg", r, protocol="postgres")
-    index = MockIndex([mock("spg", r, protocol="redis")], {"t": [pg, mock("h", req("/h"))]})
+def wire(mock_id: str, steps: list[object], *, test: str | None = "t") -> Mock:
+    return Mock(
+        id=mock_id,
+        dep="db",
+        protocol="postgres",
+        request=pg_request(steps),
+        response=WireResponse({"messages": []}),
+        test=test,
+    )
+
+
+def test_database_and_http_mocks_share_the_index_without_crossing() -> None:
+    select = [{"query": "SELECT * FROM t"}]
+    index = MockIndex([], {"t": [wire("q", select), mock("h", req("/h"))]})
     index.begin_test("t")
-    miss(index, r)
+    assert index.lookup("db", pg_request([{"query": "select *  from t"}])).id == "q"  # type: ignore[union-attr]
+    found = index.lookup("db", pg_request([{"query": "SELECT * FROM u"}]))
+    assert isinstance(found, Miss)
+    assert found.request == "SELECT * FROM u"
+    assert found.candidates[0].mock_id == "q"
     assert index.unused("t") == ["h"]
-    assert index.session_unused() == []
+
+
+def test_reusable_database_requests_answer_from_any_test() -> None:
+    ping = [{"query": "SELECT 1"}]
+    write = [{"query": "INSERT INTO t VALUES (1)"}]
+    index = MockIndex([], {"t1": [wire("p", ping, test="t1"), wire("w", write, test="t1")]})
+    index.begin_test("t2")
+    assert index.lookup("db", pg_request(ping)).id == "p"  # type: ignore[union-attr]
+    assert isinstance(index.lookup("db", pg_request(write)), Miss)
 
 
 def test_recorded_errors_still_match() -> None:
@@ -239,7 +262,7 @@ def test_miss_candidates_use_any_dep_when_that_dep_has_none() -> None:
     index.begin_test("t")
     found = miss(index, r, dep="payments")
     assert {c.mock_id for c in found.candidates} == {"s", "t-other"}
-    assert "no HTTP mocks were recorded for dependency 'payments'" in found.reason
+    assert "no mocks were recorded for dependency 'payments'" in found.reason
 
 
 def test_miss_candidates_exclude_other_tests() -> None:
@@ -256,3 +279,45 @@ def test_many_distinct_mocks_each_answer_their_own_request() -> None:
     for i in reversed(range(500)):
         assert answer(index, req(f"/items/{i}?v={i % 7}")) == f"m{i}"
     assert index.unused("t") == []
+
+
+def test_app_generated_uuids_and_timestamps_match_by_kind_in_recorded_order() -> None:
+    def insert(uuid: str, stamp: str) -> list[object]:
+        sql = "INSERT INTO t (id, at) VALUES ($1, $2)"
+        return [{"bind": sql, "params": [uuid, stamp]}, {"execute": 0}, "sync"]
+
+    recorded = [
+        wire("a", insert("0b5f5c2e-8f0a-4e55-9d5e-1f6f1a2b3c4d", "2026-01-01T10:00:00.000Z")),
+        wire("b", insert("7d1e3a9c-2b4f-4a6d-8c0e-5f7a9b1c3d5e", "2026-01-01T10:00:01.000Z")),
+    ]
+    index = MockIndex([], {"t": recorded})
+    index.begin_test("t")
+    live = insert("3f2a9d1e-6b7c-4e8f-a1b2-c3d4e5f6a7b8", "2026-11-21T09:00:00.123Z")
+    assert index.lookup("db", pg_request(live)).id == "a"  # type: ignore[union-attr]
+    assert index.lookup("db", pg_request(live)).id == "b"  # type: ignore[union-attr]
+    assert isinstance(index.lookup("db", pg_request(live)), Miss)
+    # Another kind or format is not the same value.
+    index.begin_test("t")
+    other = insert("not-a-uuid", "2026-11-21T09:00:00.123Z")
+    assert isinstance(index.lookup("db", pg_request(other)), Miss)
+    seconds = insert("3f2a9d1e-6b7c-4e8f-a1b2-c3d4e5f6a7b8", "2026-11-21T09:00:00Z")
+    assert isinstance(index.lookup("db", pg_request(seconds)), Miss)
+
+
+def test_an_exact_match_uses_up_the_same_recording_as_a_loose_one() -> None:
+    sql = "INSERT INTO t (id) VALUES ($1)"
+    u1, u2 = "0b5f5c2e-8f0a-4e55-9d5e-1f6f1a2b3c4d", "7d1e3a9c-2b4f-4a6d-8c0e-5f7a9b1c3d5e"
+    index = MockIndex(
+        [],
+        {
+            "t": [
+                wire("a", [{"bind": sql, "params": [u1]}]),
+                wire("b", [{"bind": sql, "params": [u2]}]),
+            ]
+        },
+    )
+    index.begin_test("t")
+    assert index.lookup("db", pg_request([{"bind": sql, "params": [u2]}])).id == "b"  # type: ignore[union-attr]
+    fresh = "3f2a9d1e-6b7c-4e8f-a1b2-c3d4e5f6a7b8"
+    assert index.lookup("db", pg_request([{"bind": sql, "params": [fresh]}])).id == "a"  # type: ignore[union-attr]
+    assert isinstance(index.lookup("db", pg_request([{"bind": sql, "params": [fresh]}])), Miss)

@@ -1,0 +1,229 @@
+"""Chained values: a value one response hands out that later requests send back.
+
+Login tokens, CSRF tokens, created ids and pagination cursors come from the app's own responses
+and travel in later requests. When the app makes a new one on every run, a replay that sends the
+recorded value fails (401, 404). ``detect`` finds these chains in a recorded set; ``substitute``
+puts the value of the live response into the later request before it is sent.
+
+Detection, per test in recorded order:
+
+- *Sources* are the values a response hands out: every string leaf of a JSON body at least
+  ``MIN_LENGTH`` characters long, each cookie value of ``Set-Cookie``, and ``Location`` and
+  ``X-*-Token``-like header values. A value is named by where it is: a path in the noise-path
+  syntax (``body.token``, ``body.items[0].id``, ``header.Location``, ``cookie.session``).
+- A later request *uses* a source value when the value appears in one of its headers, its
+  target (path and query, also percent-encoded) or a string leaf of its JSON or form body.
+- A value is not a chain when the client already sent it before the response that would be its
+  source (it is the client's own constant), or when the source test's own request carried it
+  (the response only echoes it). The most recent source before a use wins.
+
+A recorded secret placeholder (``wiretape:secret:N``) is a value like any other, so a token the
+recorder redacted in the login response and in every later ``Authorization`` header still
+chains: on replay the live token replaces the placeholder before the secrets file is consulted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import quote
+
+from wiretape.compare.paths import format_path, parse_path
+from wiretape.model import Chain, HttpRequest, HttpResponse, TestCase, body_bytes, header_all
+
+__all__ = ["detect", "substitute", "value_at"]
+
+MIN_LENGTH = 6
+MAX_BODY = 1 << 20  # bodies larger than this are not searched
+_TOKEN_HEADER_WORDS = ("token", "csrf", "session", "auth", "cursor", "location", "etag")
+
+
+def _json(data: bytes) -> object:
+    if not data or len(data) > MAX_BODY or data.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _leaves(node: object, at: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*at, str(key)))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaves(value, (*at, i))
+    elif isinstance(node, str):
+        yield at, node
+
+
+def _cookies(values: list[str]) -> Iterator[tuple[str, str]]:
+    for header in values:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(header)
+        except CookieError:
+            continue
+        for name, morsel in jar.items():
+            yield name, morsel.value
+
+
+def sources(resp: HttpResponse) -> list[tuple[str, str]]:
+    """(path, value) of every value ``resp`` hands out that could travel in later requests."""
+    found: list[tuple[str, str]] = []
+    if not isinstance(resp.body, bytes):
+        return found
+    body = _json(resp.body)
+    for at, value in _leaves(body, ("body",)):
+        if len(value) >= MIN_LENGTH:
+            found.append((format_path(at), value))
+    for name, value in _cookies(header_all(resp.headers, "set-cookie")):
+        if len(value) >= MIN_LENGTH:
+            found.append((f"cookie.{name}", value))
+    for name, value in resp.headers:
+        lname = name.lower()
+        if lname == "set-cookie" or not any(w in lname for w in _TOKEN_HEADER_WORDS):
+            continue
+        if len(value) >= MIN_LENGTH:
+            found.append((format_path(("header", name)), value))
+    return found
+
+
+def _forms(value: str) -> tuple[str, ...]:
+    encoded = quote(value, safe="")
+    return (value,) if encoded == value else (value, encoded)
+
+
+def uses(req: HttpRequest, value: str) -> list[str]:
+    """Where ``req`` carries ``value``: ``header.Name``, ``target`` or ``body`` paths."""
+    where: list[str] = []
+    forms = _forms(value)
+    for name, header in req.headers:
+        if value in header:
+            where.append(format_path(("header", name)))
+    if any(form in req.target for form in forms):
+        where.append("target")
+    data = body_bytes(req.body) if isinstance(req.body, bytes) else b""
+    if data and len(data) <= MAX_BODY:
+        body = _json(data)
+        if body is not None:
+            where.extend(format_path(at) for at, leaf in _leaves(body, ("body",)) if value in leaf)
+        else:
+            text = data.decode("utf-8", "replace")
+            if any(form in text for form in forms):
+                where.append("body")
+    return where
+
+
+def detect(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:
+    """The chains of a recorded set: test id -> the chained values its request uses."""
+    latest: dict[str, tuple[str, str]] = {}  # value -> (source test, path)
+    sent_before: set[str] = set()  # values some earlier request already carried
+    chains: dict[str, tuple[Chain, ...]] = {}
+    for test in tests:
+        found: list[Chain] = []
+        for value, (source, path) in latest.items():
+            where = uses(test.request, value)
+            if where:
+                found.append(Chain(source=source, path=path, value=value, targets=tuple(where)))
+        if found:
+            chains[test.id] = tuple(found)
+        own = _request_strings(test.request)
+        sent_before.update(own)
+        if test.response is None:
+            continue
+        for path, value in sources(test.response):
+            if value in sent_before or any(value in s for s in own):
+                continue
+            latest[value] = (test.id, path)
+    return chains
+
+
+def _request_strings(req: HttpRequest) -> set[str]:
+    strings = {value for _, value in req.headers}
+    strings.add(req.target)
+    data = body_bytes(req.body) if isinstance(req.body, bytes) else b""
+    body = _json(data)
+    if body is not None:
+        strings.update(leaf for _, leaf in _leaves(body, ()))
+    elif data and len(data) <= MAX_BODY:
+        strings.add(data.decode("utf-8", "replace"))
+    return strings
+
+
+def value_at(resp: HttpResponse, path: str) -> str | None:
+    """The value at ``path`` (as ``sources`` names it) in a live response, if it is there."""
+    if path.startswith("cookie."):
+        name = path.removeprefix("cookie.")
+        for cookie, value in _cookies(header_all(resp.headers, "set-cookie")):
+            if cookie == name:
+                return value
+        return None
+    pattern = parse_path(path)
+    if path.startswith("header"):
+        for name, value in resp.headers:
+            if pattern.matches(("header", name.lower())):
+                return value
+        return None
+    if not isinstance(resp.body, bytes):
+        return None
+    for at, leaf in _leaves(_json(resp.body), ("body",)):
+        if pattern.matches(at):
+            return leaf
+    return None
+
+
+def substitute(
+    req: HttpRequest, chains: Sequence[Chain], live: Mapping[str, HttpResponse | None]
+) -> tuple[HttpRequest, list[str]]:
+    """``req`` with each chained value replaced by the one the live source response gave.
+
+    Returns the request and one note per chain that could not be followed (its source test
+    failed or its answer no longer has the value), for the report.
+    """
+    notes: list[str] = []
+    for chain in chains:
+        source = live.get(chain.source)
+        if source is None:
+            notes.append(f"{chain.path} of {chain.source}: no live answer to take it from")
+            continue
+        new = value_at(source, chain.path)
+        if new is None:
+            notes.append(f"{chain.path} of {chain.source}: not in the live answer")
+            continue
+        if new != chain.value:
+            req = _replace_value(req, chain.value, new)
+    return req, notes
+
+
+def _replace_value(req: HttpRequest, old: str, new: str) -> HttpRequest:
+    headers = tuple((name, value.replace(old, new)) for name, value in req.headers)
+    # In the target the new value is percent-encoded where it needs to be (a "/" or a space in
+    # a token must not split the path).
+    encoded_new = quote(new, safe="-._~")
+    target = req.target.replace(old, encoded_new)
+    encoded_old = quote(old, safe="")
+    if encoded_old != old:
+        target = target.replace(encoded_old, encoded_new)
+    body = req.body
+    if isinstance(body, bytes) and body:
+        body = _replace_in_body(body, old, new)
+    return replace(req, headers=headers, target=target, body=body)
+
+
+def _replace_in_body(data: bytes, old: str, new: str) -> bytes:
+    parsed = _json(data)
+    if parsed is not None:
+        # JSON escapes differ from the raw text only for quotes, backslashes and control
+        # characters; replacing the encoded forms keeps the body's own layout.
+        old_json = json.dumps(old, ensure_ascii=False)[1:-1]
+        new_json = json.dumps(new, ensure_ascii=False)[1:-1]
+        return data.replace(old_json.encode(), new_json.encode())
+    out = data.replace(old.encode(), new.encode())
+    encoded_old, encoded_new = quote(old, safe=""), quote(new, safe="")
+    if encoded_old != old:
+        out = out.replace(encoded_old.encode(), encoded_new.encode())
+    return out

@@ -1,0 +1,41 @@
+"""An HTTP app with values it makes up on every run, for noise-learning tests.
+
+GET /thing answers a stable field, a random nonce and a list whose elements carry random
+numbers; GET /fixed never changes. NOISY_VARIANT=changed changes the stable field (a real change).
+
+Usage: python noisyapp.py PORT
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+STABLE = "changed" if os.environ.get("NOISY_VARIANT") == "changed" else "stable"
+
+
+async def thing(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {
+            "stable": STABLE,
+            "nonce": random.randint(0, 10**9),
+            "items": [{"name": n, "n": random.randint(0, 10**6)} for n in ("a", "b", "c")],
+        }
+    )
+
+
+async def fixed(request: Request) -> JSONResponse:
+    return JSONResponse({"v": 1, "stable": STABLE})
+
+
+app = Starlette(routes=[Route("/thing", thing), Route("/fixed", fixed)])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
