@@ -30,6 +30,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from wiretape.compare.noise import split_rule
 from wiretape.compare.paths import PathSyntaxError, parse_path
 from wiretape.credentials import DEFAULT_HEADERS, DEFAULT_KEYS, split_words
 from wiretape.errors import ConfigError
@@ -753,10 +754,13 @@ def _path_text(value: object) -> str:
 
 
 def _noise_path(value: object) -> str:
-    expected = "a noise path such as 'body.items[*].id' or 'header.X-Request-Id'"
+    expected = (
+        "a noise path such as 'body.items[*].id' or 'header.X-Request-Id', or an order rule "
+        "such as 'unordered(body.items)'"
+    )
     if isinstance(value, str) and value.strip():
         try:
-            parse_path(value.strip())
+            parse_path(split_rule(value)[0])
         except PathSyntaxError as exc:
             raise _Bad(expected, f"{exc.reason} at character {exc.position + 1}") from None
         return value.strip()

@@ -202,6 +202,7 @@ class SetInfo:
     closed: bool = False
     ended: float | None = None
     noise: tuple[str, ...] = ()  # set-wide noise paths
+    strict_values: bool = False  # compare typed values (timestamps, UUIDs...) by value
     extra: dict[str, object] = field(default_factory=dict)
 
 

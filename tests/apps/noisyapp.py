@@ -8,6 +8,7 @@ Usage: python noisyapp.py PORT
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import sys
@@ -32,7 +33,8 @@ async def thing(request: Request) -> JSONResponse:
 
 
 async def fixed(request: Request) -> JSONResponse:
-    return JSONResponse({"v": 1, "stable": STABLE})
+    at = datetime.datetime.now(datetime.UTC).isoformat()
+    return JSONResponse({"v": 1, "stable": STABLE, "at": at})
 
 
 app = Starlette(routes=[Route("/thing", thing), Route("/fixed", fixed)])

@@ -847,3 +847,10 @@ def test_tls_options_belong_to_databases(tmp_path: Path) -> None:
     text += "    upstream: http://x\n    upstream_tls: require\n"
     err = load_error(tmp_path, text)
     assert ":6:" in str(err) and "only postgres and mysql" in str(err)
+
+
+def test_order_rules_travel_with_noise_paths(tmp_path: Path) -> None:
+    text = "app: {command: run, port: 8000}\nnoise:\n- body.id\n- unordered(body.items)\n"
+    assert load_config(write(tmp_path, text)).noise == ("body.id", "unordered(body.items)")
+    err = load_error(tmp_path, "app: {command: run, port: 8000}\nnoise:\n- unordered(body[)\n")
+    assert ":3:" in str(err) and "unordered(body.items)" in str(err)

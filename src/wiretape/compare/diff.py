@@ -389,7 +389,10 @@ def _json_differences(
         elif isinstance(exp, dict) and isinstance(act, dict):
             stack.extend(reversed(_object_steps(path, exp, act, rules)))
         elif isinstance(exp, list) and isinstance(act, list):
-            stack.extend(reversed(_array_steps(path, exp, act, rules)))
+            if rules and rules.is_unordered(path) and len(exp) * len(act) <= _UNORDERED_MAX:
+                stack.extend(reversed(_unordered_steps(path, exp, act, rules, typed)))
+            else:
+                stack.extend(reversed(_array_steps(path, exp, act, rules)))
         elif not (
             _scalar_equal(exp, act)
             or (typed is not None and typed.equal(exp, act))
@@ -429,6 +432,70 @@ def _array_steps(
         if not rules.hides((*path, i)):
             steps.append(Difference(format_path((*path, i)), "added", None, act[i]))
     return steps
+
+
+_UNORDERED_MAX = 250_000  # element pairs; larger arrays are compared in order
+
+
+def _unordered_steps(
+    path: Concrete, exp: list[object], act: list[object], rules: Noise, typed: _Typed | None
+) -> list[tuple[Concrete, object, object] | Difference]:
+    """Pair each recorded element with the first unused live element equal to it."""
+    used: set[int] = set()
+    unmatched: list[int] = []
+    pairs: list[tuple[Concrete, object, object] | Difference] = []
+    for i, element in enumerate(exp):
+        for j, candidate in enumerate(act):
+            if j in used:
+                continue
+            if not _json_differences_at((*path, i), element, candidate, rules, typed):
+                used.add(j)
+                break
+        else:
+            unmatched.append(i)
+    left = [j for j in range(len(act)) if j not in used]
+    # Unmatched elements are compared with the unmatched live ones in order, so a changed
+    # field inside an element is reported at its path; the rest are missing or added.
+    for i, j in zip(unmatched, left, strict=False):
+        pairs.append(((*path, i), exp[i], act[j]))
+    for i in unmatched[len(left) :]:
+        if not rules.hides((*path, i)):
+            pairs.append(Difference(format_path((*path, i)), "missing", exp[i], None))
+    for j in left[len(unmatched) :]:
+        if not rules.hides((*path, j)):
+            pairs.append(Difference(format_path((*path, j)), "added", None, act[j]))
+    return pairs
+
+
+def _json_differences_at(
+    path: Concrete, expected: object, actual: object, rules: Noise, typed: _Typed | None
+) -> list[Difference]:
+    out: list[Difference] = []
+    stack: list[tuple[Concrete, object, object] | Difference] = [(path, expected, actual)]
+    while stack and not out:
+        item = stack.pop()
+        if isinstance(item, Difference):
+            out.append(item)
+            continue
+        at, exp, act = item
+        if rules and rules.hides(at):
+            continue
+        if _json_type(exp) != _json_type(act):
+            out.append(Difference(format_path(at), "type", exp, act))
+        elif isinstance(exp, dict) and isinstance(act, dict):
+            stack.extend(_object_steps(at, exp, act, rules))
+        elif isinstance(exp, list) and isinstance(act, list):
+            if rules.is_unordered(at) and len(exp) * len(act) <= _UNORDERED_MAX:
+                stack.extend(_unordered_steps(at, exp, act, rules, typed))
+            else:
+                stack.extend(_array_steps(at, exp, act, rules))
+        elif not (
+            _scalar_equal(exp, act)
+            or (typed is not None and typed.equal(exp, act))
+            or (isinstance(exp, str) and isinstance(act, str) and matches_redacted(exp, act))
+        ):
+            out.append(Difference(format_path(at), "changed", exp, act))
+    return out
 
 
 # --- text ------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""A compiled set of noise paths, asked whether a location in a response is ignored."""
+"""A compiled set of noise paths, asked whether a location in a response is ignored.
+
+An entry ``unordered(PATH)`` is not noise but an order rule: arrays at ``PATH`` are compared as
+multisets (each recorded element must match a distinct live one, in any order). It travels in the
+same lists as noise paths (config, set, test) so every place that takes noise takes it too.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,38 @@ from functools import lru_cache
 from wiretape.compare.paths import Concrete, Path, parse_path
 
 
+UNORDERED = "unordered("
+
+
+def split_rule(text: str) -> tuple[str, bool]:
+    """``(path, is_unordered)`` for one entry of a noise list."""
+    stripped = text.strip()
+    if stripped.startswith(UNORDERED) and stripped.endswith(")"):
+        return stripped[len(UNORDERED) : -1].strip(), True
+    return stripped, False
+
+
 @dataclass(frozen=True, slots=True)
 class Noise:
     paths: tuple[Path, ...] = ()
+    unordered: tuple[Path, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.paths)
+        return bool(self.paths or self.unordered)
 
     def hides(self, concrete: Concrete) -> bool:
         """Whether ``concrete`` is named by a noise path or lies beneath one."""
         return any(path.covers(concrete) for path in self.paths)
 
+    def is_unordered(self, concrete: Concrete) -> bool:
+        """Whether the array at ``concrete`` is compared without regard to order."""
+        return any(path.matches(concrete) for path in self.unordered)
+
     def texts(self) -> tuple[str, ...]:
-        return tuple(path.text for path in self.paths)
+        return (
+            *(path.text for path in self.paths),
+            *(f"{UNORDERED}{path.text})" for path in self.unordered),
+        )
 
 
 NO_NOISE = Noise()
@@ -37,4 +61,11 @@ def compile_noise(texts: Iterable[str]) -> Noise:
 
 @lru_cache(maxsize=256)
 def _compile(texts: tuple[str, ...]) -> Noise:
-    return Noise(tuple(parse_path(text) for text in texts)) if texts else NO_NOISE
+    if not texts:
+        return NO_NOISE
+    hide: list[Path] = []
+    order: list[Path] = []
+    for text in texts:
+        path, unordered = split_rule(text)
+        (order if unordered else hide).append(parse_path(path))
+    return Noise(tuple(hide), tuple(order))

@@ -843,6 +843,7 @@ _SET_KEYS = (
     "closed",
     "ended",
     "noise",
+    "strict_values",
 )
 
 
@@ -862,6 +863,8 @@ def setinfo_to_doc(info: SetInfo) -> dict[str, Any]:
         doc["ended"] = _iso(info.ended)
     if info.noise:
         doc["noise"] = list(info.noise)
+    if info.strict_values:
+        doc["strict_values"] = True
     for key, value in info.extra.items():
         if key not in _SET_KEYS:
             doc[key] = value
@@ -884,5 +887,6 @@ def doc_to_setinfo(doc: Mapping[str, Any], *, source: str) -> SetInfo:
         closed=fields.get("closed", (bool,), "true or false"),
         ended=ended,
         noise=fields.strings("noise"),
+        strict_values=fields.opt("strict_values", (bool,), "true or false", False),
         extra={k: v for k, v in fields.data.items() if k not in _SET_KEYS},
     )
