@@ -23,12 +23,14 @@ class UnexpectedResponse(Exception):
 
 
 class Session:
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, *, sign_in: bool) -> None:
         self._client = client
+        self.sign_in = sign_in
+        self.headers: dict[str, str] = {}
 
     def call(self, method: str, path: str, expected: int, json: Any = None) -> Any:
         started = time.perf_counter()
-        response = self._client.request(method, path, json=json)
+        response = self._client.request(method, path, json=json, headers=self.headers)
         elapsed_ms = (time.perf_counter() - started) * 1000
         ok = response.status_code == expected
         mark = "ok  " if ok else "FAIL"
@@ -53,8 +55,13 @@ def order(product_id: str, quantity: int, source: str) -> dict[str, Any]:
 
 def run(session: Session) -> None:
     session.call("GET", "/healthz", 200)
+    if session.sign_in:
+        login = {"user": "demo", "password": "demo-password"}
+        token = session.call("POST", "/api/login", 200, login)["token"]
+        session.headers["Authorization"] = f"Bearer {token}"
     session.call("GET", "/api/products", 200)
     session.call("GET", "/api/products/prd_beans?currency=USD", 200)
+    session.call("GET", "/api/products/prd_mug?currency=GBP", 200)  # rates from the cache
     session.call("GET", "/api/products/prd_unknown", 404)
     session.call("POST", "/api/orders", 201, order("prd_beans", 2, "tok_visa"))
     pending = session.call(
@@ -77,12 +84,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Drive a realistic session against the shop.")
     parser.add_argument("--url", help="shop base URL, used when WIRETAPE_URL is not set")
     parser.add_argument("--timeout", type=float, default=15.0)
+    parser.add_argument(
+        "--sign-in",
+        action="store_true",
+        help="sign in first and send the token (for a shop started with SHOP_JWT_SECRET)",
+    )
     args = parser.parse_args()
     url = base_url(args.url)
     print(f"client: shopping at {url}", flush=True)
     with httpx.Client(base_url=url, trust_env=False, timeout=args.timeout) as client:
         try:
-            run(Session(client))
+            run(Session(client, sign_in=args.sign_in))
         except UnexpectedResponse as exc:
             sys.exit(f"client: {exc}")
         except httpx.HTTPError as exc:

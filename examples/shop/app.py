@@ -15,20 +15,24 @@ if __package__ in (None, ""):
 
 import argparse
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import redis.asyncio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shop import auth
 from shop.catalog import BASE_CURRENCY, PRODUCTS, Product, find_product
 from shop.config import Settings, SettingsError, load_settings
+from shop.db import PgOrderRepository
 from shop.orders import (
     CHARGE_TO_ORDER_STATUS,
     Order,
@@ -38,7 +42,6 @@ from shop.orders import (
     parse_order_request,
     utc_now_iso,
 )
-from shop.db import PgOrderRepository
 from shop.repository import InMemoryOrderRepository, OrderRepository
 from shop.upstreams import PaymentsClient, RatesClient, UpstreamError
 
@@ -51,6 +54,68 @@ class Services:
     payments: PaymentsClient
     rates: RatesClient
     orders: OrderRepository
+    cache: RatesCache | None = None
+
+
+RATES_TTL = 300  # seconds a cached set of exchange rates stays fresh
+
+
+class RatesCache:
+    """Exchange rates in Redis, so a burst of price quotes costs one call to the rates API."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+
+    async def get(self, base: str) -> dict[str, float] | None:
+        cached = await self.client.get(f"rates:{base}")
+        return None if cached is None else dict(json.loads(cached))
+
+    async def put(self, base: str, rates: dict[str, float]) -> None:
+        await self.client.set(f"rates:{base}", json.dumps(rates), ex=RATES_TTL)
+
+
+async def latest_rates(svc: Services, base: str) -> dict[str, float]:
+    if svc.cache is not None:
+        cached = await svc.cache.get(base)
+        if cached is not None:
+            return cached
+    rates = await svc.rates.latest(base)
+    if svc.cache is not None:
+        await svc.cache.put(base, rates)
+    return rates
+
+
+def signed_in(request: Request) -> str | JSONResponse:
+    """The user of a valid bearer token, or the 401 to answer (when sign-in is on)."""
+    secret = services(request).settings.jwt_secret
+    if not secret:
+        return "anonymous"
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Bearer "):
+        return error(401, "unauthorized", "sign in with POST /api/login first")
+    try:
+        claims = auth.verify(secret, header.removeprefix("Bearer "))
+    except auth.InvalidToken as exc:
+        return error(401, "unauthorized", str(exc))
+    return str(claims["sub"])
+
+
+async def login(request: Request) -> Response:
+    svc = services(request)
+    if not svc.settings.jwt_secret:
+        return error(404, "not_found", "sign-in is off (no SHOP_JWT_SECRET)")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    user = body.get("user") if isinstance(body, dict) else None
+    password = body.get("password") if isinstance(body, dict) else None
+    if not isinstance(user, str) or not isinstance(password, str):
+        return error(422, "invalid_login", 'send {"user": ..., "password": ...}')
+    if not auth.check_password(user, password):
+        return error(401, "unauthorized", "unknown user or wrong password")
+    token = auth.issue(svc.settings.jwt_secret, user)
+    return JSONResponse({"token": token, "expires_in": auth.TOKEN_SECONDS, "user": user})
 
 
 def services(request: Request) -> Services:
@@ -93,7 +158,7 @@ async def get_product(request: Request) -> Response:
     rate = 1.0
     if currency != product.currency:
         try:
-            rates = await services(request).rates.latest(product.currency)
+            rates = await latest_rates(services(request), product.currency)
         except UpstreamError as exc:
             return upstream_failed(exc)
         if currency not in rates:
@@ -114,6 +179,9 @@ async def get_product(request: Request) -> Response:
 
 
 async def create_order(request: Request) -> Response:
+    user = signed_in(request)
+    if isinstance(user, JSONResponse):
+        return user
     svc = services(request)
     try:
         body = await request.json()
@@ -155,6 +223,9 @@ async def refreshed(svc: Services, order: Order) -> Order:
 
 
 async def get_order(request: Request) -> Response:
+    user = signed_in(request)
+    if isinstance(user, JSONResponse):
+        return user
     svc = services(request)
     order_id = request.path_params["order_id"]
     order = await svc.orders.get(order_id)
@@ -168,6 +239,9 @@ async def get_order(request: Request) -> Response:
 
 
 async def list_orders(request: Request) -> Response:
+    user = signed_in(request)
+    if isinstance(user, JSONResponse):
+        return user
     svc = services(request)
     orders = await svc.orders.list_newest_first()
     return JSONResponse([order_json(order, variant=svc.settings.variant) for order in orders])
@@ -186,6 +260,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ) as payments,
             httpx.AsyncClient(base_url=config.rates_url, timeout=10.0) as rates,
         ):
+            cache = None
+            if config.redis_url:
+                cache = RatesCache(redis.asyncio.from_url(config.redis_url))
             orders: OrderRepository
             if config.database_url:
                 orders = await PgOrderRepository.connect(config.database_url)
@@ -196,15 +273,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 payments=PaymentsClient(payments),
                 rates=RatesClient(rates),
                 orders=orders,
+                cache=cache,
             )
             try:
                 yield
             finally:
                 await orders.close()
+                if cache is not None:
+                    await cache.client.aclose()
 
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/api/login", login, methods=["POST"]),
             Route("/api/products", list_products, methods=["GET"]),
             Route("/api/products/{product_id}", get_product, methods=["GET"]),
             Route("/api/orders", create_order, methods=["POST"]),

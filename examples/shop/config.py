@@ -20,6 +20,8 @@ class Settings:
     rates_url: str
     variant: str = ""
     database_url: str = ""  # orders go to PostgreSQL when set, else stay in memory
+    redis_url: str = ""  # exchange rates are cached in Redis when set
+    jwt_secret: str = ""  # order endpoints need a signed-in user when set
 
 
 def _required(env: Mapping[str, str], name: str, example: str) -> str:
@@ -41,4 +43,6 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         rates_url=_required(env, "RATES_URL", "https://localhost:9443"),
         variant=variant,
         database_url=env.get("DATABASE_URL", "").strip(),
+        redis_url=env.get("REDIS_URL", "").strip(),
+        jwt_secret=env.get("SHOP_JWT_SECRET", "").strip(),
     )

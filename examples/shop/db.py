@@ -23,11 +23,12 @@ CREATE TABLE IF NOT EXISTS orders (
     currency    text NOT NULL,
     charge_id   text NOT NULL,
     created_at  text NOT NULL,
+    reference   text NOT NULL,
     items       jsonb NOT NULL
 );
 """
 
-_COLUMNS = "id, status, total_cents, currency, charge_id, created_at, items"
+_COLUMNS = "id, status, total_cents, currency, charge_id, created_at, reference, items"
 
 
 def _order(row: asyncpg.Record) -> Order:
@@ -40,6 +41,7 @@ def _order(row: asyncpg.Record) -> Order:
         charge_id=row["charge_id"],
         created_at=row["created_at"],
         items=tuple(OrderItem(**item) for item in items),
+        reference=row["reference"],
     )
 
 
@@ -78,7 +80,7 @@ class PgOrderRepository:
     async def add(self, order: Order) -> None:
         await self._pool.execute(
             "INSERT INTO orders (id, number, status, total_cents, currency, charge_id, "
-            "created_at, items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+            "created_at, reference, items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
             order.id,
             int(order.id.removeprefix("ord_")),
             order.status,
@@ -86,6 +88,7 @@ class PgOrderRepository:
             order.currency,
             order.charge_id,
             order.created_at,
+            order.reference,
             _items(order),
         )
 

@@ -36,6 +36,7 @@ class Order:
     charge_id: str
     created_at: str
     items: tuple[OrderItem, ...]
+    reference: str = ""  # a UUID for the receipt, made with the order
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def build_order(
         charge_id=charge_id,
         created_at=utc_now_iso(),
         items=(OrderItem(product.id, product.name, quantity, product.price_cents),),
+        reference=str(uuid.uuid4()),
     )
 
 
@@ -109,6 +111,7 @@ def order_json(order: Order, *, variant: str = "") -> dict[str, Any]:
         "currency": order.currency,
         "charge_id": order.charge_id,
         "created_at": order.created_at,
+        "reference": order.reference,
         "items": [
             {
                 "product_id": item.product_id,

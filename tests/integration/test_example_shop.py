@@ -32,6 +32,7 @@ def test_shop_with_postgres_replays_with_every_dependency_stopped(tmp_path: Path
                 "PAYMENTS_KEY": services.payments_key,
                 "RATES_URL": services.rates_url,
                 "DATABASE_URL": f"postgresql://{pg.user}:{pg.password}@{{deps.db}}/{pg.database}",
+                "SHOP_JWT_SECRET": "test-jwt-secret",
             },
             deps={
                 "payments": {"protocol": "http", "upstream": services.payments_url},
@@ -43,7 +44,7 @@ def test_shop_with_postgres_replays_with_every_dependency_stopped(tmp_path: Path
                 "noise": ["body.created_at", "body[*].created_at", "body.quoted_at"],
             },
         )
-        client = f"{shlex.quote(sys.executable)} {EXAMPLES_DIR / 'client.py'}"
+        client = f"{shlex.quote(sys.executable)} {EXAMPLES_DIR / 'client.py'} --sign-in"
         rec = Recording(work, args=["--run", client])
         with rec:
             assert rec.wait(120) == 0, rec.output()
@@ -66,7 +67,9 @@ def test_shop_with_postgres_replays_with_every_dependency_stopped(tmp_path: Path
     done, report = run_test_json(work)
     failing = [r for r in report["results"] if r["status"] != "passed"]
     assert failing == [] and done.returncode == 0, failing
-    assert len(report["results"]) == 10
+    assert len(report["results"]) == 12
+    login = next(r for r in report["results"] if r["test_id"].endswith("post-api-login"))
+    assert login["status"] == "passed"  # a new JWT: same header and stable claims
     # A code change is still caught with the database replayed.
     done, report = run_test_json(work, env={"SHOP_VARIANT": "rename"})
     assert done.returncode == 1
