@@ -88,6 +88,8 @@ class DepConfig:
     # Databases: parameters the app generates, ignored when matching: (statement prefix,
     # 1-based parameter numbers).
     request_noise: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Databases: the largest protocol message parsed (bigger ones are a protocol error).
+    max_message_size: int = 1 << 30
 
     @property
     def upstream_scheme(self) -> str:
@@ -432,7 +434,7 @@ _TOP_KEYS = ("app", "deps", "outbound_http", "listen", "set", "dir", "tls", "noi
 _SECRETS_KEYS = ("keys", "headers")
 _APP_KEYS = ("command", "port", "health", "env", "cwd", "startup_timeout")
 _DEP_KEYS = ("protocol", "upstream")
-_DEP_OPTIONAL = ("upstream_tls", "client_tls", "request_noise")
+_DEP_OPTIONAL = ("upstream_tls", "client_tls", "request_noise", "max_message_size")
 _REQUEST_NOISE_KEYS = ("sql", "params")
 UPSTREAM_TLS = ("disable", "prefer", "require", "verify-full")
 CLIENT_TLS = ("accept", "decline")
@@ -563,11 +565,20 @@ def _build_deps(w: _Walker, where: _Field) -> dict[str, DepConfig]:
                     w.value(n, _param_number, text=False) for n in w.sequence(rule["params"])
                 )
                 request_noise.append((sql, numbers))
+        limit = DepConfig.max_message_size
+        if "max_message_size" in f:
+            if protocol not in ("postgres", "mysql", "redis"):
+                w.fail(
+                    f["max_message_size"].key_line,
+                    f"deps.{name}.max_message_size: only database protocols have messages to limit",
+                )
+            limit = w.value(f["max_message_size"], _message_size, text=False)
         deps[name] = DepConfig(
             name=name,
             protocol=protocol,
             upstream=upstream,
             request_noise=tuple(request_noise),
+            max_message_size=limit,
             **options,
         )
     return deps
@@ -676,6 +687,12 @@ def _http_url_ok(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _message_size(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1024 <= value <= 1 << 30:
+        return value
+    raise _Bad("a size in bytes from 1024 to 1073741824 (1 GiB, the default)")
 
 
 def _statement_prefix(value: object) -> str:

@@ -22,6 +22,7 @@ import pytest
 from wiretape.config import DepConfig
 from wiretape.match.index import MockIndex
 from wiretape.model import LinkKind, Mock, WireResponse
+from wiretape.protocols.postgres import StartupMessage, encode
 from wiretape.protocols.postgres.exchange import request_for
 from wiretape.proxy.postgres import PgMockServer
 from wiretape.proxy.server import Listener
@@ -77,9 +78,11 @@ QUERY_ANSWER = [
 
 
 class Server:
-    def __init__(self, index: MockIndex, ca: CertificateAuthority | None) -> None:
+    def __init__(
+        self, index: MockIndex, ca: CertificateAuthority | None, max_message_size: int = 1 << 30
+    ) -> None:
         self.loop = asyncio.new_event_loop()
-        dep = DepConfig("db", "postgres", "127.0.0.1:1")
+        dep = DepConfig("db", "postgres", "127.0.0.1:1", max_message_size=max_message_size)
         self.listener = Listener("mock db", PgMockServer(dep, index, ca=ca).serve)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -160,3 +163,22 @@ def test_malformed_bytes_get_08P01_and_other_connections_keep_working(server: Se
             assert b"08P01" in data
             assert b"malformed" in data
         assert good.execute("SELECT name FROM users WHERE id = %s", (7,)).fetchone() == ("alice",)
+
+
+def test_a_message_over_the_configured_limit_is_refused(index: MockIndex) -> None:
+    srv = Server(index, None, max_message_size=1024)
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(encode(StartupMessage((("user", "u"),))))
+            big = b"SELECT '" + b"x" * 5000 + b"'\x00"
+            sock.sendall(b"Q" + (len(big) + 4).to_bytes(4, "big") + big)
+            data = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert b"08P01" in data and b"max_message_size=1024" in data
+    finally:
+        srv.close()

@@ -834,6 +834,7 @@ def test_database_dep_options(tmp_path: Path) -> None:
         ("    request_noise:\n    - {sql: INSERT, params: [0]}\n", 8, "parameter number"),
         ("    request_noise:\n    - {params: [1]}\n", 8, "sql"),
         ("    request_noise:\n    - {sql: '  ', params: [1]}\n", 8, "start of a SQL statement"),
+        ("    max_message_size: 10\n", 7, "from 1024"),
     ],
 )
 def test_bad_database_dep_options(tmp_path: Path, extra: str, line: int, problem: str) -> None:

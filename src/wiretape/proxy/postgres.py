@@ -125,8 +125,8 @@ class _RecordConnection:
         self.dep = hooks.dep.name
         self.client = client
         self.upstream: ByteStream | None = None
-        self.frontend = FrontendParser()
-        self.backend = BackendParser()
+        self.frontend = FrontendParser(max_message_size=hooks.dep.max_message_size)
+        self.backend = BackendParser(max_message_size=hooks.dep.max_message_size)
         self.tracker = Tracker(new_tag=hooks.recorder.attribute_now)
         self.parsing = True
         self.startup: StartupMessage | None = None
@@ -503,7 +503,7 @@ class _MockConnection:
         self.server = server
         self.dep = server.dep.name
         self.client = client
-        self.parser = FrontendParser()
+        self.parser = FrontendParser(max_message_size=server.dep.max_message_size)
         self.statements: dict[str, str] = {}
         self.portals: dict[str, str] = {}
         self.steps: list[Any] = []
