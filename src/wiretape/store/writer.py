@@ -166,6 +166,10 @@ class SetWriter:
         self._closed = False
         self._closing = threading.Event()
         self._wake = threading.Event()
+        # Waking the thread costs a thread switch (and the GIL) per record; it is woken only when
+        # it sleeps, and it does not sleep while records it has not seen are waiting.
+        self._sleeping = False
+        self._appends = 0
         self._last_append = 0.0
         self._done_offset = 0
         self._thread = threading.Thread(
@@ -268,7 +272,9 @@ class SetWriter:
             future.set_exception(error)
             return future
         self._last_append = time.monotonic()
-        self._wake.set()
+        self._appends += 1
+        if self._sleeping:
+            self._wake.set()
         future.set_result(None)
         return future
 
@@ -284,9 +290,14 @@ class SetWriter:
 
     def _run(self) -> None:
         offset = 0
+        seen = 0
         while True:
-            self._wake.wait()
+            self._sleeping = True
+            if self._appends == seen and not self._closing.is_set():
+                self._wake.wait()
+            self._sleeping = False
             self._wake.clear()
+            seen = self._appends
             while self._busy():
                 self._closing.wait(IDLE_SECONDS)
             try:
