@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="what to print on stdout",
     )
+    tst.add_argument(
+        "--latency",
+        choices=("recorded", "none"),
+        default="recorded",
+        help="generic TCP mocks answer with the recorded pauses (default) or at once",
+    )
     clock = tst.add_mutually_exclusive_group()
     clock.add_argument(
         "--freeze-time",
@@ -250,6 +256,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         echo_app=args.app_output,
         freeze_time=args.freeze_time,
         time_shift=args.time_shift,
+        latency=args.latency,
     )
     if args.learn_noise:
         return _learn(cfg, opts, dry_run=args.dry_run)

@@ -34,6 +34,7 @@ from wiretape.compare.noise import split_rule
 from wiretape.compare.paths import PathSyntaxError, parse_path
 from wiretape.credentials import DEFAULT_HEADERS, DEFAULT_KEYS, split_words
 from wiretape.errors import ConfigError
+from wiretape.match.request_noise import check_request_path
 
 __all__ = [
     "CONFIG_NAMES",
@@ -86,10 +87,12 @@ class DepConfig:
     upstream_tls: str = "prefer"
     client_tls: str = "accept"
     # Databases: parameters the app generates, ignored when matching: (statement prefix,
-    # 1-based parameter numbers).
+    # 1-based parameter numbers) for PostgreSQL, (command, argument positions from 1) for Redis.
     request_noise: tuple[tuple[str, tuple[int, ...]], ...] = ()
     # Databases: the largest protocol message parsed (bigger ones are a protocol error).
     max_message_size: int = 1 << 30
+    # HTTP: request noise paths (body... or query.NAME) ignored when matching this dependency.
+    http_request_noise: tuple[str, ...] = ()
 
     @property
     def upstream_scheme(self) -> str:
@@ -158,6 +161,8 @@ class Config:
     tls: TlsConfig
     noise: tuple[str, ...]
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    # Request noise paths ignored when matching every HTTP dependency (and the forward proxy).
+    request_noise: tuple[str, ...] = ()
     # Line of every value in the file, keyed by dotted path ("app.env.DATABASE_URL").
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -430,12 +435,24 @@ _REQUIRED_HINTS = {
     "app.port": "add the port the app listens on, e.g. 'port: 8000' under app",
 }
 
-_TOP_KEYS = ("app", "deps", "outbound_http", "listen", "set", "dir", "tls", "noise", "secrets")
+_TOP_KEYS = (
+    "app",
+    "deps",
+    "outbound_http",
+    "listen",
+    "set",
+    "dir",
+    "tls",
+    "noise",
+    "secrets",
+    "request_noise",
+)
 _SECRETS_KEYS = ("keys", "headers")
 _APP_KEYS = ("command", "port", "health", "env", "cwd", "startup_timeout")
 _DEP_KEYS = ("protocol", "upstream")
 _DEP_OPTIONAL = ("upstream_tls", "client_tls", "request_noise", "max_message_size")
 _REQUEST_NOISE_KEYS = ("sql", "params")
+_REDIS_NOISE_KEYS = ("command", "args")
 UPSTREAM_TLS = ("disable", "prefer", "require", "verify-full")
 CLIENT_TLS = ("accept", "decline")
 _TLS_PROTOCOLS = ("postgres", "mysql")
@@ -459,6 +476,11 @@ def _build(w: _Walker, root: Node, base: Path) -> Config:
     if "noise" in top:
         noise = tuple(w.value(item, _noise_path) for item in w.sequence(top["noise"]))
     secrets = _build_secrets(w, top["secrets"]) if "secrets" in top else SecretsConfig()
+    request_noise: tuple[str, ...] = ()
+    if "request_noise" in top:
+        request_noise = tuple(
+            w.value(item, _request_noise_path) for item in w.sequence(top["request_noise"])
+        )
     return Config(
         path=Path(w.file),
         app=app,
@@ -470,6 +492,7 @@ def _build(w: _Walker, root: Node, base: Path) -> Config:
         dir=sets_dir,
         tls=tls,
         noise=noise,
+        request_noise=request_noise,
         secrets=secrets,
         lines=dict(w.lines),
     )
@@ -546,25 +569,33 @@ def _build_deps(w: _Walker, where: _Field) -> dict[str, DepConfig]:
                 )
             options[key] = w.value(f[key], _choice(key, choices))
         request_noise: list[tuple[str, tuple[int, ...]]] = []
-        if "request_noise" in f:
-            if protocol != "postgres":
+        http_noise: tuple[str, ...] = ()
+        if "request_noise" in f and protocol == "http":
+            http_noise = tuple(
+                w.value(item, _request_noise_path) for item in w.sequence(f["request_noise"])
+            )
+        elif "request_noise" in f:
+            if protocol not in ("postgres", "redis"):
                 w.fail(
                     f["request_noise"].key_line,
-                    f"deps.{name}.request_noise: only postgres dependencies have statement "
-                    "parameters to ignore",
+                    f"deps.{name}.request_noise: only http, postgres and redis dependencies "
+                    "have request parts to ignore",
                 )
+            keys = _REQUEST_NOISE_KEYS if protocol == "postgres" else _REDIS_NOISE_KEYS
+            example = (
+                "{sql: 'INSERT INTO orders', params: [7]}"
+                if protocol == "postgres"
+                else "{command: SET, args: [1]}"
+            )
             for item in w.sequence(f["request_noise"]):
-                rule = w.mapping(
-                    item,
-                    _REQUEST_NOISE_KEYS,
-                    required=_REQUEST_NOISE_KEYS,
-                    hint="write it as {sql: 'INSERT INTO orders', params: [7]}",
-                )
-                sql = w.value(rule["sql"], _statement_prefix)
+                rule = w.mapping(item, keys, required=keys, hint=f"write it as {example}")
+                what = w.value(rule[keys[0]], _statement_prefix)
                 numbers = tuple(
-                    w.value(n, _param_number, text=False) for n in w.sequence(rule["params"])
+                    w.value(n, _param_number, text=False) for n in w.sequence(rule[keys[1]])
                 )
-                request_noise.append((sql, numbers))
+                if protocol == "redis":
+                    what = what.upper()
+                request_noise.append((what, numbers))
         limit = DepConfig.max_message_size
         if "max_message_size" in f:
             if protocol not in ("postgres", "mysql", "redis"):
@@ -579,6 +610,7 @@ def _build_deps(w: _Walker, where: _Field) -> dict[str, DepConfig]:
             upstream=upstream,
             request_noise=tuple(request_noise),
             max_message_size=limit,
+            http_request_noise=http_noise,
             **options,
         )
     return deps
@@ -687,6 +719,17 @@ def _http_url_ok(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _request_noise_path(value: object) -> str:
+    expected = "a request noise path such as 'body.request_id' or 'query.ts'"
+    if isinstance(value, str) and value.strip():
+        try:
+            check_request_path(value)
+        except ValueError as exc:
+            raise _Bad(expected, str(exc)) from None
+        return value.strip()
+    raise _Bad(expected)
 
 
 def _message_size(value: object) -> int:

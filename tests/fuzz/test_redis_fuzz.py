@@ -1,8 +1,9 @@
-"""Property and fuzz tests for the RESP parser.
+"""Property and fuzz tests for the RESP parser and the exchange tracker on top of it.
 
 Any input, valid or mutated, must give the same events (bulk chunks merged) and the same error
 whether fed whole, byte by byte or at random split points; only ProtocolError may escape; and
-the encoded events of whatever parsed are exactly the bytes consumed.
+the encoded events of whatever parsed are exactly the bytes consumed. The tracker, fed whatever
+the parsers produce, never fails, and every exchange it makes is stored and reloaded losslessly.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from wiretape.protocols.redis import (
     encode_inline,
     encode_reply,
 )
+from wiretape.protocols.redis_exchange import CommandAssembler, Tracker, answer_of, request_for
 
 FAST = settings(
     max_examples=int(os.environ.get("WIRETAPE_FUZZ_EXAMPLES", "120")),
@@ -226,3 +228,81 @@ def test_fuzz_mutated_replies(data: st.DataObject, stream: bytes, cuts: list[int
 @given(st.data(), command_streams, cut_lists)
 def test_fuzz_mutated_commands(data: st.DataObject, stream: bytes, cuts: list[int]) -> None:
     check_consistent(Kind.COMMAND, data.draw(mutated(stream)), cuts)
+
+
+# -- the exchange tracker on top of the parsers -------------------------------------------------
+
+tracked_args = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [b"GET", b"SUBSCRIBE", b"UNSUBSCRIBE", b"PSUBSCRIBE", b"MULTI", b"EXEC", b"HELLO"]
+        ),
+        st.sampled_from([b"CLIENT", b"REPLY", b"OFF", b"ON", b"SKIP", b"BLPOP", b"RESET"]),
+        st.binary(max_size=8),
+    ),
+    min_size=1,
+    max_size=4,
+)
+tracked_commands = st.lists(tracked_args.map(encode_command), min_size=1, max_size=5).map(b"".join)
+
+
+class _Spool:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def finish(self) -> bytes:
+        return bytes(self.data)
+
+
+def track(client: bytes, server: bytes, cuts: list[int], mutate: bytes | None) -> None:
+    """Both sides through tight parsers into a tracker: only the parsers may fail."""
+    commands = RespParser(Kind.COMMAND, stream_threshold=3)
+    replies = RespParser(Kind.REPLY, stream_threshold=3)
+    assembler = CommandAssembler()
+    tracker = Tracker(spool=_Spool, large_reply=40)
+    exchanges = []
+    now = 0.0
+    stream = mutate if mutate is not None else server
+    pieces = [(True, p) for p in split_at(client, cuts)] + [
+        (False, p) for p in split_at(stream, cuts)
+    ]
+    try:
+        for is_client, piece in pieces:
+            now += 0.001
+            parser = commands if is_client else replies
+            parser.feed(piece)
+            while (event := parser.next_event()) is not NEED_DATA:
+                if is_client:
+                    args = assembler.feed(event)
+                    if args is not None:
+                        exchanges += tracker.command(args, now)
+                else:
+                    exchanges += tracker.server(event, now)
+    except ProtocolError:
+        pass
+    exchanges += tracker.close(now)
+    for exchange in exchanges:
+        data = exchange.response_data()
+        if exchange.raw is None:
+            answer = answer_of(data)
+            assert answer.frames == exchange.frames
+        else:
+            assert isinstance(exchange.raw, bytes) and len(exchange.raw) == data["raw"]["bytes"]
+        assert request_for(exchange.request.data).key == exchange.request.key
+
+
+@FAST
+@given(tracked_commands, reply_streams, cut_lists)
+def test_tracker_pairs_any_valid_streams(client: bytes, server: bytes, cuts: list[int]) -> None:
+    track(client, server, cuts, None)
+
+
+@FAST
+@given(st.data(), tracked_commands, reply_streams, cut_lists)
+def test_tracker_survives_mutated_replies(
+    data: st.DataObject, client: bytes, server: bytes, cuts: list[int]
+) -> None:
+    track(client, server, cuts, data.draw(mutated(server)))

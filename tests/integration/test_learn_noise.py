@@ -3,6 +3,7 @@ written as the tests' noise; a real change is never learned as noise."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -73,3 +74,53 @@ def test_record_learn_noise_makes_a_fresh_set_stable(tmp_path: Path) -> None:
     for _ in range(3):
         done, report = run_test_json(tmp_path)
         assert done.returncode == 0, report
+
+
+def test_strict_values_per_set(tmp_path: Path) -> None:
+    record(tmp_path, "--learn-noise")
+    done, report = run_test_json(tmp_path)
+    assert done.returncode == 0, report  # body.at is a timestamp: compared by kind
+    info = set_path(tmp_path) / "set.yaml"
+    doc = yaml.safe_load(info.read_text())
+    doc["strict_values"] = True
+    info.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done, report = run_test_json(tmp_path)
+    assert done.returncode == 1
+    paths = [d["path"] for r in report["results"] for d in r["differences"]]
+    assert "body.at" in paths
+
+
+def test_request_noise_rules_and_typed_values_in_outgoing_calls(tmp_path: Path) -> None:
+    from tests.helpers.procs import Proc, wait_for_port
+
+    up_port = free_port()
+    upstream = Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "apps" / "upstream.py"), "--port", str(up_port)],
+        name="upstream",
+        port=up_port,
+    )
+    with upstream:
+        wait_for_port(up_port, proc=upstream)
+        port = free_port()
+        write_config(
+            tmp_path,
+            command=f"{sys.executable} {APP} {port}",
+            port=port,
+            deps={"up": {"protocol": "http", "upstream": f"http://127.0.0.1:{up_port}"}},
+            env={"UPSTREAM_URL": "http://{deps.up}"},
+        )
+        script = tmp_path / "traffic.py"
+        script.write_text(TRAFFIC.replace("('/thing', '/fixed')", "('/call',)"))
+        with Recording(tmp_path, args=["--run", f"{sys.executable} {script}"]) as rec:
+            assert rec.wait(60) == 0, rec.output()
+    # The upstream is stopped: only the recording can answer.
+    done, report = run_test_json(tmp_path)
+    assert done.returncode == 1
+    miss = json.dumps(report["results"][0]["misses"])
+    assert "nonce" in miss
+    config = tmp_path / "wiretape.yaml"
+    doc = yaml.safe_load(config.read_text())
+    doc["deps"]["up"]["request_noise"] = ["body.nonce", "query.ts"]
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done, report = run_test_json(tmp_path)
+    assert done.returncode == 0, report  # request_id, a UUID, matched by kind

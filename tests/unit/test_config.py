@@ -855,3 +855,13 @@ def test_order_rules_travel_with_noise_paths(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text)).noise == ("body.id", "unordered(body.items)")
     err = load_error(tmp_path, "app: {command: run, port: 8000}\nnoise:\n- unordered(body[)\n")
     assert ":3:" in str(err) and "unordered(body.items)" in str(err)
+
+
+def test_redis_request_noise_names_command_arguments(tmp_path: Path) -> None:
+    text = (
+        "app: {command: run, port: 8000}\ndeps:\n  cache:\n    protocol: redis\n"
+        "    upstream: 127.0.0.1:6379\n    request_noise:\n    - {command: set, args: [1]}\n"
+    )
+    assert load_config(write(tmp_path, text)).deps["cache"].request_noise == (("SET", (1,)),)
+    bad = text.replace("{command: set, args: [1]}", "{sql: set, params: [1]}")
+    assert "command" in str(load_error(tmp_path, bad))

@@ -13,7 +13,6 @@ from functools import lru_cache
 
 from wiretape.compare.paths import Concrete, Path, parse_path
 
-
 UNORDERED = "unordered("
 
 

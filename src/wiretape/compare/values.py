@@ -111,23 +111,27 @@ _BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 def opaque_kind(text: str) -> str | None:
     """``hex:32``, ``base64url:43``...: the alphabet and length of an opaque token or cursor.
 
-    An opaque token is at least 16 characters of one token alphabet, mixes letters and digits,
-    and uses at least 8 distinct characters: random session tokens, cursors, API ids and hashes.
-    Words, numbers and identifiers made of words do not qualify.
+    An opaque token is at least 16 characters of one token alphabet with at least 8 distinct
+    characters: hex with at least 4 digits and 2 letters, or any other alphabet mixing upper
+    case, lower case and digits. Random session tokens, cursors, API ids and hashes qualify;
+    words, numbers and identifiers made of words (``utf8mb4_general_ci``) do not.
     """
     if not _OPAQUE.fullmatch(text):
         return None
     chars = set(text)
-    if len(chars) < 8 or not any(c.isdigit() for c in text) or not any(c.isalpha() for c in text):
+    digits = sum(c.isdigit() for c in text)
+    if len(chars) < 8 or not digits:
         return None
-    if chars <= _HEX_LOWER:
-        alphabet = "hex"
-    elif chars <= _HEX_UPPER:
-        alphabet = "HEX"
-    elif chars <= _BASE64URL:
-        alphabet = "base64url"
-    else:
-        alphabet = "base64"
+    if chars <= _HEX_LOWER or chars <= _HEX_UPPER:
+        # Hex: enough of both digits and letters that it is not a number or a word.
+        if digits < 4 or len(text) - digits < 2:
+            return None
+        return f"{'hex' if chars <= _HEX_LOWER else 'HEX'}:{len(text)}"
+    # Other alphabets: random tokens mix upper case, lower case and digits; identifiers made of
+    # words (utf8mb4_general_ci, order_2024_total) do not.
+    if not (any(c.isupper() for c in text) and any(c.islower() for c in text)):
+        return None
+    alphabet = "base64url" if chars <= _BASE64URL else "base64"
     return f"{alphabet}:{len(text)}"
 
 

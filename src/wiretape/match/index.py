@@ -23,25 +23,20 @@ from typing import Any
 
 from wiretape.match.explain import closest, closest_wire
 from wiretape.match.keys import describe, http_key
+from wiretape.match.request_noise import HttpRules, keys_of
 from wiretape.model import HttpRequest, Miss, Mock, WireRequest
 
 __all__ = ["MockIndex", "request_key"]
 
 _NAMED_TESTS = 2
 Key = Any
+_UNSET: Any = object()
 
 
 def request_key(dep: str, req: HttpRequest | WireRequest) -> Key:
     if isinstance(req, WireRequest):
         return ("wire", dep, req.key)
     return http_key(dep, req)
-
-
-def loose_key(dep: str, req: HttpRequest | WireRequest) -> Key | None:
-    """The key with app-generated typed values reduced to their kind (wire requests only)."""
-    if isinstance(req, WireRequest) and req.loose_key is not None:
-        return ("loose", dep, req.loose_key)
-    return None
 
 
 class _Replies:
@@ -61,16 +56,28 @@ class _Replies:
 
 
 class MockIndex:
-    def __init__(self, session: Sequence[Mock], per_test: Mapping[str, Sequence[Mock]]) -> None:
+    def __init__(
+        self,
+        session: Sequence[Mock],
+        per_test: Mapping[str, Sequence[Mock]],
+        *,
+        http_noise: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """``http_noise``: request noise paths per HTTP dependency name (``request_noise``)."""
+        self._http_rules = {
+            dep: rules
+            for dep, texts in (http_noise or {}).items()
+            if (rules := HttpRules.of(texts)) is not None
+        }
         self._session_mocks = list(session)
         self._session: dict[Key, _Replies] = {}
         for pos, mock in enumerate(self._session_mocks):
-            key = request_key(mock.dep, mock.request)
+            key = self._key(mock.dep, mock.request)
             self._session.setdefault(key, _Replies()).positions.append(pos)
         self._session_served: set[int] = set()
         self._session_loose: dict[Key, _Replies] = {}
         for pos, mock in enumerate(self._session_mocks):
-            loose = loose_key(mock.dep, mock.request)
+            loose = self._loose(mock.dep, mock.request)
             if loose is not None:
                 self._session_loose.setdefault(loose, _Replies()).positions.append(pos)
 
@@ -81,10 +88,10 @@ class MockIndex:
         self._reusable: dict[Key, Mock] = {}
         for test_id, mocks in per_test.items():
             kept = list(mocks)
-            keys = [request_key(m.dep, m.request) for m in kept]
+            keys = [self._key(m.dep, m.request) for m in kept]
             self._tests[test_id] = kept
             self._test_keys[test_id] = keys
-            self._test_loose[test_id] = [loose_key(m.dep, m.request) for m in kept]
+            self._test_loose[test_id] = [self._loose(m.dep, m.request) for m in kept]
             for key, mock in zip(keys, kept, strict=True):
                 owners = self._tests_by_key.setdefault(key, [])
                 if not owners or owners[-1] != test_id:
@@ -129,19 +136,25 @@ class MockIndex:
     ) -> Mock | Miss:
         """The mock answering ``req``; a miss is kept for the report unless ``optional`` (the
         caller has its own answer, as for a connection start-up that was never recorded)."""
-        key = request_key(dep, req)
-        loose = loose_key(dep, req)
+        key = self._key(dep, req)
+        loose: Key | None = _UNSET
         active = self._active
         if active is not None:
-            pos = self._take(active, key, loose)
+            pos = self._take(active, key, None)
+            if pos is None and self._loose_queues:
+                loose = self._loose(dep, req)
+                pos = self._take(active, key, loose)
             if pos is not None:
                 self._served_positions[active].add(pos)
                 mock = self._tests[active][pos]
                 self._served[active].append(mock.id)
                 return mock
         replies = self._session.get(key)
-        if replies is None and loose is not None:
-            replies = self._session_loose.get(loose)
+        if replies is None and self._session_loose:
+            if loose is _UNSET:
+                loose = self._loose(dep, req)
+            if loose is not None:
+                replies = self._session_loose.get(loose)
         if replies is not None:
             pos = replies.take()
             self._session_served.add(pos)
@@ -158,6 +171,18 @@ class MockIndex:
         if not optional:
             self._misses.setdefault(active, []).append(miss)
         return miss
+
+    def _key(self, dep: str, req: HttpRequest | WireRequest) -> Key:
+        if isinstance(req, WireRequest):
+            return ("wire", dep, req.key)
+        rules = self._http_rules.get(dep)
+        return http_key(dep, req) if rules is None else keys_of(dep, req, rules)[0]
+
+    def _loose(self, dep: str, req: HttpRequest | WireRequest) -> Key | None:
+        if isinstance(req, WireRequest):
+            return ("loose", dep, req.loose_key) if req.loose_key is not None else None
+        loose = keys_of(dep, req, self._http_rules.get(dep))[1]
+        return None if loose is None else ("loose", loose)
 
     def _take(self, active: str, key: Key, loose: Key | None) -> int | None:
         """The next unused position of the active test answering ``key`` (or ``loose``)."""

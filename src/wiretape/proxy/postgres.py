@@ -462,15 +462,21 @@ _DEFAULT_STATUS = (
 
 
 def with_dep_noise(mocks: Sequence[Mock], deps: Mapping[str, DepConfig]) -> list[Mock]:
-    """``mocks`` keyed as the mock servers key live requests: without the parameters that each
-    PostgreSQL dependency's ``request_noise`` names."""
+    """``mocks`` keyed as the mock servers key live requests: without the parameters (PostgreSQL)
+    or arguments (Redis) that each dependency's ``request_noise`` names."""
+    from wiretape.protocols import redis_exchange
+
     out = []
     for mock in mocks:
         dep = deps.get(mock.dep)
         if dep is not None and dep.request_noise and isinstance(mock.request, WireRequest):
-            mock = dataclasses.replace(
-                mock, request=with_request_noise(mock.request, dep.request_noise)
-            )
+            if mock.protocol == "postgres":
+                request = with_request_noise(mock.request, dep.request_noise)
+            elif mock.protocol == "redis":
+                request = redis_exchange.with_request_noise(mock.request, dep.request_noise)
+            else:
+                request = mock.request
+            mock = dataclasses.replace(mock, request=request)
         out.append(mock)
     return out
 
@@ -687,8 +693,12 @@ class _MockConnection:
                 self.status = TransactionStatus(chr(data[-1]))
 
     async def _push(self, after: list[tuple[float, BackendMessage]]) -> None:
+        # Each delay counts from the end of the recorded answer, not from the message before.
+        start = asyncio.get_running_loop().time()
         for delay, message in after:
-            await asyncio.sleep(delay)
+            wait = start + delay - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self.client.write(encode(message))
             await self.client.drain()
 

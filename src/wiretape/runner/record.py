@@ -16,9 +16,12 @@ from wiretape.config import Config, DepConfig
 from wiretape.errors import SetupError
 from wiretape.model import DepInfo, SetInfo
 from wiretape.proxy import tls
+from wiretape.proxy.auto import wire_record_handler
 from wiretape.proxy.inbound import InboundHooks
+from wiretape.proxy.mysql import MysqlRecordHooks
 from wiretape.proxy.outbound import DepHooks, ForwardProxyHooks
 from wiretape.proxy.postgres import PgRecordHooks
+from wiretape.proxy.redis import RedisRecordHooks
 from wiretape.proxy.server import Handler, Listener
 from wiretape.runner.app import AppProcess
 from wiretape.runner.console import Live, say
@@ -28,7 +31,7 @@ from wiretape.runner.templatize import templatize
 from wiretape.secrets import Secrets, ensure_gitignore, secrets_path
 from wiretape.store.writer import SetWriter
 
-SUPPORTED = {"http", "postgres"}
+SUPPORTED = {"http", "mysql", "postgres", "redis", "tcp", "auto"}
 T = TypeVar("T")
 
 
@@ -94,6 +97,18 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         client_tls = tls.client_context(verify=cfg.tls.verify_upstream, extra_ca=cfg.tls.extra_ca)
 
         def dep_handler(dep: DepConfig) -> Handler:
+            if dep.protocol in ("tcp", "auto"):
+                return wire_record_handler(recorder, dep, dep_handler, SUPPORTED)
+            if dep.protocol == "redis":
+                return RedisRecordHooks(recorder, dep).serve
+            if dep.protocol == "mysql":
+                verify = dep.upstream_tls == "verify-full"
+                return MysqlRecordHooks(
+                    recorder,
+                    dep,
+                    ca=stage.ca,
+                    upstream_tls=tls.client_context(verify=verify, extra_ca=cfg.tls.extra_ca),
+                ).serve
             if dep.protocol == "postgres":
                 verify = dep.upstream_tls == "verify-full"
                 return PgRecordHooks(

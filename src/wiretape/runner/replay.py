@@ -14,13 +14,16 @@ from wiretape.compare.report import RunReport, TestResult
 from wiretape.config import Config, DepConfig
 from wiretape.match.index import MockIndex
 from wiretape.model import HttpResponse, TestCase
+from wiretape.proxy.auto import wire_mock_handler
 from wiretape.proxy.mockserver import MockHttpServer
+from wiretape.proxy.mysql import MysqlMockServer
 from wiretape.proxy.postgres import PgMockServer, with_dep_noise
+from wiretape.proxy.redis import RedisMockServer
 from wiretape.proxy.server import Handler
 from wiretape.runner.client import AppClient, ReplayError
 from wiretape.runner.clock import Clock, open_clock
 from wiretape.runner.console import Live, say
-from wiretape.runner.record import check_protocols
+from wiretape.runner.record import SUPPORTED, check_protocols
 from wiretape.runner.stage import Stage
 from wiretape.secrets import Secrets, secrets_path
 from wiretape.store.reader import TestSet, load_set, resolve_set
@@ -36,6 +39,7 @@ class TestOptions:
     echo_app: bool = False
     freeze_time: bool = False  # run the app under libfaketime at each test's recorded time
     time_shift: float | None = None  # or at wiretape's clock plus this many seconds
+    latency: str = "recorded"  # generic TCP answers: "recorded" pauses, or "none"
 
 
 def runs_dir(cfg: Config) -> Path:
@@ -61,9 +65,16 @@ async def replay(
     run_id = new_run_id()
     run_dir = runs_dir(cfg) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    http_noise = {
+        name: (*cfg.request_noise, *dep.http_request_noise)
+        for name, dep in cfg.deps.items()
+        if dep.protocol == "http"
+    }
+    http_noise["outbound"] = cfg.request_noise
     index = MockIndex(
         with_dep_noise(test_set.session, cfg.deps),
         {test: with_dep_noise(mocks, cfg.deps) for test, mocks in test_set.mocks.items()},
+        http_noise=http_noise,
     )
     secrets = Secrets(
         secrets_path(cfg.dir, test_set.info.name), cfg.secrets.all_headers, cfg.secrets.all_keys
@@ -74,6 +85,14 @@ async def replay(
     results: list[TestResult] = []
     try:
         def dep_handler(dep: DepConfig) -> Handler:
+            if dep.protocol in ("tcp", "auto"):
+                return wire_mock_handler(
+                    dep, index, test_set, dep_handler, SUPPORTED, latency=opts.latency
+                )
+            if dep.protocol == "redis":
+                return RedisMockServer(dep, index).serve
+            if dep.protocol == "mysql":
+                return MysqlMockServer(dep, index, ca=stage.ca).serve
             if dep.protocol == "postgres":
                 return PgMockServer(dep, index, ca=stage.ca).serve
             return MockHttpServer(dep.name, index, secrets=secrets).serve
@@ -133,7 +152,14 @@ async def _run_tests(
             if clock is not None:
                 clock.before_test(test)
             result = await _run_one(
-                test, index, client, base_noise, opts, secrets, responses=responses
+                test,
+                index,
+                client,
+                base_noise,
+                opts,
+                secrets,
+                responses=responses,
+                strict_set=test_set.info.strict_values,
             )
             if result.status in ("failed", "error"):
                 failed += 1
@@ -155,6 +181,7 @@ async def _run_one(
     secrets: Secrets,
     *,
     responses: dict[str, HttpResponse | None] | None = None,
+    strict_set: bool = False,
 ) -> TestResult:
     req = test.request
     common = _Common(test.id, req.method, req.target)
@@ -213,7 +240,7 @@ async def _run_one(
         test.response,
         actual,
         noise=(*base_noise, *test.noise),
-        typed_values=not opts.strict_values,
+        typed_values=not (opts.strict_values or strict_set),
         recorded_at=test.started or None,
     )
     misses = tuple(index.misses(test.id))

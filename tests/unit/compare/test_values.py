@@ -89,6 +89,7 @@ def test_compare_responses_uses_typed_values_only_when_asked() -> None:
         ("kJ8_x2mQpL0-zR7tYb4wNc", "Qw3-Er5_Ty7Ui9Op1As2Df", True),  # base64url
         ("pending_payment_status", "completed_payment_done", False),  # words, no digits
         ("aaaaaaaa11111111", "bbbbbbbb22222222", False),  # too few distinct characters
+        ("utf8mb4_general_ci", "utf8mb4_unicode_ci", False),  # an identifier made of words
     ],
 )
 def test_opaque_tokens_match_by_alphabet_and_length(recorded: str, live: str, same: bool) -> None:

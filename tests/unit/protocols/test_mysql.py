@@ -46,6 +46,7 @@ from wiretape.protocols.mysql import (
     StmtClose,
     StmtExecute,
     StmtPrepare,
+    StmtReset,
     StmtSendLongData,
     TextRow,
     decode_binary_row,
@@ -387,6 +388,49 @@ def test_pipelined_execute_waits_for_the_prepare_reply() -> None:
     session.s(pkt(1, b"\x00\x01\x00\x02\x00\x00\x00") + pkt(1, b"\x00\x01\x00\x02\x00\x00\x00"))
     assert session.conv.pending == ()
     assert reencoded(session.client_events, caps) == session.client_raw
+
+
+def test_statement_commands_wait_for_the_prepare_that_names_them() -> None:
+    caps = BASE_CAPS | C.DEPRECATE_EOF
+    session = Session(Conversation(phase=Phase.COMMAND, capabilities=caps))
+    reset = pkt(0, b"\x1a" + struct.pack("<I", 3))
+    session.c(pkt(0, b"\x16SELECT 1") + reset)
+    assert messages(session.client_events) == [StmtPrepare("SELECT 1")]
+    session.s(pkt(1, b"\x00" + struct.pack("<IHHBH", 3, 0, 0, 0, 0)))
+    assert messages(session.client_events)[1:] == [StmtReset(3)]
+    # With no prepare in flight, an unknown id is parsed at once.
+    session.c(pkt(0, b"\x19" + struct.pack("<I", 99)))
+    assert messages(session.client_events)[2:] == [StmtClose(99)]
+
+
+def test_a_server_role_answers_for_itself() -> None:
+    """The replay server writes its own replies: the conversation is told what they were."""
+    conv = Conversation(phase=Phase.LOGIN)
+    hello = Session().s(pkt(0, greeting(BASE_CAPS))).server_events[0]
+    assert isinstance(hello, Packet) and isinstance(hello.message, HandshakeV10)
+    conv.handshake = hello.message
+    client = ClientParser(conv)
+    client.feed(pkt(1, login(BASE_CAPS)) + pkt(0, b"\x16SELECT ?, ?"))
+    assert isinstance(client.next_event(), Packet)
+    assert client.next_event() is NEED_DATA  # the command waits for the login's answer
+    conv.authenticated()
+    prepare = client.next_event()
+    assert isinstance(prepare, Packet) and prepare.message == StmtPrepare("SELECT ?, ?")
+    assert conv.reply_seq == 1
+    conv.reply_sent(PrepareOk(1, 0, 2))
+    client.feed(pkt(0, b"\x17" + struct.pack("<IBI", 1, 0, 1) + b"\x00\x01\x03\x00\x03\x00"
+                    + struct.pack("<ii", 5, 6)))  # fmt: skip
+    execute = client.next_event()
+    assert isinstance(execute, Packet) and isinstance(execute.message, StmtExecute)
+    assert [p.value for p in execute.message.params] == [struct.pack("<i", 5), struct.pack("<i", 6)]
+    conv.reply_sent()
+    assert conv.pending == ()
+    client.discard_raw()
+    assert client.take_raw() == b""
+    with pytest.raises(ProtocolError, match="no command is waiting"):
+        conv.reply_sent()
+    with pytest.raises(ProtocolError, match="cannot accept a login"):
+        conv.authenticated()
 
 
 def test_query_attributes_and_execute_parameter_count() -> None:

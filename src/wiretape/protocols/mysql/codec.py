@@ -51,6 +51,10 @@ from typing import Any, NoReturn
 
 from wiretape.errors import ProtocolError
 from wiretape.protocols.mysql.messages import (
+    CURSOR_EXISTS,
+    DEPRECATE_EOF,
+    EXTENDED_METADATA,
+    MORE_RESULTS_EXISTS,
     AuthMoreData,
     AuthSwitchResponse,
     BinaryRow,
@@ -71,9 +75,9 @@ from wiretape.protocols.mysql.messages import (
     Message,
     OkPacket,
     Ping,
+    PrepareOk,
     Query,
     Quit,
-    ServerStatus,
     SetOption,
     SslRequest,
     StmtClose,
@@ -225,6 +229,7 @@ class PreparedStatement:
     params: list[ColumnDefinition] = field(default_factory=list)
     columns: list[ColumnDefinition] = field(default_factory=list)
     bound_types: tuple[tuple[int, int], ...] | None = None  # from the last execute that bound
+    long_data: set[int] = field(default_factory=set)  # parameters sent since the last execute
     result_columns: list[ColumnDefinition] | None = None  # of the last execute (for fetch)
 
 
@@ -289,6 +294,38 @@ class Conversation:
     def _server_busy(self) -> bool:
         return self.phase is Phase.AUTH or bool(self._pending)
 
+    # -- a server that writes its own replies (replay), so no ServerParser reads them ----------
+
+    def authenticated(self) -> None:
+        """The server accepted the login: commands follow."""
+        if self.phase is not Phase.AUTH:
+            raise ProtocolError(f"cannot accept a login in phase {self.phase.value}")
+        self.phase = Phase.COMMAND
+        self._asks.clear()
+
+    @property
+    def reply_seq(self) -> int:
+        """The sequence id that starts the reply to the oldest command still waiting for one."""
+        if not self._pending:
+            raise ProtocolError("no command is waiting for a reply")
+        return (self._pending[0].last_seq + 1) % 256
+
+    def reply_sent(self, prepared: PrepareOk | None = None) -> None:
+        """The reply to the oldest waiting command was sent. For COM_STMT_PREPARE, ``prepared``
+        is the PrepareOk it carried (None when it was an error): executes of that statement
+        are then decoded with its parameter count."""
+        if not self._pending:
+            raise ProtocolError("no command is waiting for a reply")
+        pending = self._pending.popleft()
+        self._asks.clear()
+        if isinstance(pending.request, StmtPrepare):
+            self.prepares_in_flight = max(0, self.prepares_in_flight - 1)
+            self.last_prepared = None if prepared is None else prepared.statement_id
+            if prepared is not None:
+                self.statements[prepared.statement_id] = PreparedStatement(
+                    prepared.num_params, prepared.num_columns
+                )
+
 
 _COMPACT_AT = 1 << 16
 
@@ -338,6 +375,11 @@ class _Parser:
         raw = bytes(self._buf[self._raw : self._pos])
         self._raw = self._pos
         return raw
+
+    def discard_raw(self) -> None:
+        """Forget the bytes consumed so far without copying them (they were forwarded already)."""
+        self._raw = self._pos
+        self._compact()
 
     def take_buffered(self) -> bytes:
         """Every fed byte not yet returned by take_raw(); empties the buffer (for fallback)."""
@@ -536,10 +578,20 @@ class ClientParser(_Parser):
                 caps,
                 None if info is None else info.num_params,
                 None if info is None else info.bound_types,
+                frozenset() if info is None else frozenset(info.long_data),
             )
-            if info is not None and message.params and message.new_params_bound:
-                info.bound_types = tuple((p.type, p.flags) for p in message.params)
+            if info is not None:
+                info.long_data.clear()
+                if message.params and message.new_params_bound:
+                    info.bound_types = tuple((p.type, p.flags) for p in message.params)
         else:
+            if (
+                payload[0] in _STATEMENT_COMMANDS
+                and len(payload) >= 5
+                and conv.prepares_in_flight
+                and int.from_bytes(payload[1:5], "little") not in conv.statements
+            ):
+                return None  # names a statement whose prepare is still unanswered
             message = decode_command(reader, caps)
         reply = _REPLY_OF.get(type(message), Reply.GENERIC)
         if isinstance(message, Command) and message.code == CommandCode.CHANGE_USER:
@@ -550,6 +602,13 @@ class ClientParser(_Parser):
             conv.prepares_in_flight += 1
         elif isinstance(message, StmtClose):
             conv.statements.pop(message.statement_id, None)
+        elif isinstance(message, StmtSendLongData | StmtReset):
+            info = conv.statements.get(message.statement_id)
+            if info is not None:
+                if isinstance(message, StmtReset):
+                    info.long_data.clear()
+                else:
+                    info.long_data.add(message.param_id)
         elif isinstance(message, StmtFetch):
             statement_id = message.statement_id
         elif isinstance(message, Quit):
@@ -557,6 +616,16 @@ class ClientParser(_Parser):
         if reply is not Reply.NONE:
             conv._pending.append(_Pending(message, reply, last, statement_id))
         return [Packet(0, message)]
+
+
+_STATEMENT_COMMANDS = frozenset(
+    {
+        CommandCode.STMT_CLOSE,
+        CommandCode.STMT_RESET,
+        CommandCode.STMT_FETCH,
+        CommandCode.STMT_SEND_LONG_DATA,
+    }
+)
 
 
 @dataclass
@@ -721,14 +790,14 @@ class ServerParser(_Parser):
                 return eof, False
             if resp.pending.reply is Reply.PREPARE:
                 return eof, True
-            if resp.binary and eof.status & ServerStatus.CURSOR_EXISTS:
+            if resp.binary and eof.status & CURSOR_EXISTS:
                 return eof, True
             resp.state = _R.ROWS
             return eof, False
         if first == 0xFF:
             return decode_err(r), True
         if state is _R.ROWS:
-            deprecate_eof = caps & Capability.DEPRECATE_EOF
+            deprecate_eof = caps & DEPRECATE_EOF
             if first == 0xFE and size < (MAX_FRAME if deprecate_eof else 9):
                 if deprecate_eof:
                     ok = decode_ok(r, caps)
@@ -758,7 +827,7 @@ class ServerParser(_Parser):
         if count.metadata_follows == 0:
             resp.types = self._known_types(resp)
             resp.blocks = []
-            resp.state = _R.ROWS if caps & Capability.DEPRECATE_EOF else _R.DEFS_EOF
+            resp.state = _R.ROWS if caps & DEPRECATE_EOF else _R.DEFS_EOF
         else:
             resp.blocks = [("columns", count.count)]
             self._next_block(resp)
@@ -766,7 +835,7 @@ class ServerParser(_Parser):
 
     def _more(self, resp: _Response, status: int) -> bool:
         """Whether the reply is done after a packet carrying ``status``."""
-        if status & ServerStatus.MORE_RESULTS_EXISTS and resp.pending.reply is Reply.RESULT:
+        if status & MORE_RESULTS_EXISTS and resp.pending.reply is Reply.RESULT:
             resp.state = _R.FIRST
             return False
         return True
@@ -788,7 +857,7 @@ class ServerParser(_Parser):
 
     def _definition(self, resp: _Response, r: Reader) -> tuple[Message, bool]:
         conv = self.conversation
-        extended = bool(conv.mariadb_capabilities & MariaDbCapability.EXTENDED_METADATA)
+        extended = bool(conv.mariadb_capabilities & EXTENDED_METADATA)
         r.what = "column definition"
         column = decode_column(r, extended)
         resp.remaining -= 1
@@ -804,7 +873,7 @@ class ServerParser(_Parser):
             resp.types = [c.type for c in resp.defs]
             if resp.binary and info is not None:
                 info.result_columns = list(resp.defs)
-        if not conv.capabilities & Capability.DEPRECATE_EOF:
+        if not conv.capabilities & DEPRECATE_EOF:
             resp.state = _R.DEFS_EOF
             return column, False
         if self._next_block(resp):

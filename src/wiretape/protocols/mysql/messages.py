@@ -68,6 +68,7 @@ __all__ = [
     "decode_binary_value",
     "decode_connect_attrs",
     "decode_session_state",
+    "encode_binary_row",
     "encode_payload",
     "normalize_sql",
     "split_binary_row",
@@ -228,6 +229,16 @@ _STRING_LIKE = frozenset(
         FieldType.VECTOR,
     }
 )
+# The flags tested on every packet, as plain ints: ``int & IntFlag`` builds an enum member
+# through IntFlag.__rand__, several times slower than int arithmetic.
+SESSION_TRACK = int(Capability.SESSION_TRACK)
+DEPRECATE_EOF = int(Capability.DEPRECATE_EOF)
+OPTIONAL_METADATA = int(Capability.OPTIONAL_RESULTSET_METADATA)
+QUERY_ATTRIBUTES = int(Capability.QUERY_ATTRIBUTES)
+SESSION_STATE_CHANGED = int(ServerStatus.SESSION_STATE_CHANGED)
+MORE_RESULTS_EXISTS = int(ServerStatus.MORE_RESULTS_EXISTS)
+CURSOR_EXISTS = int(ServerStatus.CURSOR_EXISTS)
+EXTENDED_METADATA = int(MariaDbCapability.EXTENDED_METADATA)
 UNSIGNED_FLAG = 0x80  # in the flag byte of a parameter type
 _UNSIGNED_COLUMN = 0x20  # in the flags of a column definition
 STMT_PARAMETER_COUNT_AVAILABLE = 0x08  # COM_STMT_EXECUTE flag
@@ -452,12 +463,14 @@ class LocalInfileData:
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A bound parameter: binary-protocol ``value`` without its length prefix; None is NULL."""
+    """A bound parameter: binary-protocol ``value`` without its length prefix; None is NULL,
+    unless ``long_data``: the value was sent before, with COM_STMT_SEND_LONG_DATA."""
 
     type: int
     value: bytes | None
     flags: int = 0  # 0x80: unsigned
     name: str | None = None  # query attribute name (CLIENT_QUERY_ATTRIBUTES)
+    long_data: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,11 +646,11 @@ def decode_ok(r: Reader, capabilities: int) -> OkPacket:
     warnings = r.uint(2, "warning count")
     info: str | None
     state = None
-    if capabilities & Capability.SESSION_TRACK:
+    if capabilities & SESSION_TRACK:
         info = None
         if not r.at_end():
             info = _text(r.lenenc_bytes("info"))
-            if status & ServerStatus.SESSION_STATE_CHANGED:
+            if status & SESSION_STATE_CHANGED:
                 state = r.lenenc_bytes("session state info")
         r.end()
     else:
@@ -676,7 +689,7 @@ def decode_column_count(r: Reader, capabilities: int) -> ColumnCount:
     if count == 0:
         raise r.error("a result set with 0 columns", 0)
     follows = None
-    if capabilities & Capability.OPTIONAL_RESULTSET_METADATA:
+    if capabilities & OPTIONAL_METADATA:
         follows = r.u8("metadata-follows flag")
     r.end()
     return ColumnCount(count, follows)
@@ -816,9 +829,14 @@ def _write_bitmap(nulls: list[bool], offset: int) -> bytes:
 
 
 def _read_params(
-    r: Reader, count: int, named: bool, types: tuple[tuple[int, int], ...] | None
+    r: Reader,
+    count: int,
+    named: bool,
+    types: tuple[tuple[int, int], ...] | None,
+    long_data: frozenset[int] = frozenset(),
 ) -> tuple[tuple[Param, ...], bool]:
-    """NULL bitmap, bound flag, types (and names), values. ``types`` are the last bound ones."""
+    """NULL bitmap, bound flag, types (and names), values. ``types`` are the last bound ones;
+    the parameters numbered in ``long_data`` (from 0) were sent before and have no value."""
     nulls = _read_bitmap(r, count, 0, "NULL bitmap")
     at = r.pos
     bound = r.u8("new-params-bound flag")
@@ -836,13 +854,16 @@ def _read_params(
         raise r.error("parameters are not re-bound and their types are not known", at)
     params = []
     for i, ((ftype, flags), null, name) in enumerate(zip(types, nulls, names, strict=True)):
+        if not null and i in long_data:
+            params.append(Param(ftype, None, flags, name, True))
+            continue
         value = None if null else _read_value(r, ftype, f"value of parameter {i + 1}")
         params.append(Param(ftype, value, flags, name))
     return tuple(params), bool(bound)
 
 
 def _write_params(params: tuple[Param, ...], bound: bool, named: bool) -> bytes:
-    out = bytearray(_write_bitmap([p.value is None for p in params], 0))
+    out = bytearray(_write_bitmap([p.value is None and not p.long_data for p in params], 0))
     out.append(1 if bound else 0)
     if bound:
         for p in params:
@@ -854,6 +875,8 @@ def _write_params(params: tuple[Param, ...], bound: bool, named: bool) -> bytes:
             elif p.name is not None:
                 raise ProtocolError("parameter names are only sent with query attributes")
     for p in params:
+        if p.long_data and p.value is not None:
+            raise ProtocolError("a parameter sent as long data has no value in the execute")
         if p.value is not None:
             out += _write_value(p.type, p.value)
     return bytes(out)
@@ -862,7 +885,7 @@ def _write_params(params: tuple[Param, ...], bound: bool, named: bool) -> bytes:
 def decode_query(r: Reader, capabilities: int) -> Query:
     r.u8("command")
     attributes = None
-    if capabilities & Capability.QUERY_ATTRIBUTES:
+    if capabilities & QUERY_ATTRIBUTES:
         count = r.lenenc("parameter count")
         set_count = r.lenenc("parameter set count")
         params: tuple[Param, ...] = ()
@@ -880,15 +903,17 @@ def decode_execute(
     capabilities: int,
     num_params: int | None,
     types: tuple[tuple[int, int], ...] | None,
+    long_data: frozenset[int] = frozenset(),
 ) -> StmtExecute:
-    """``num_params`` None means the statement is unknown: the parameters stay unparsed."""
+    """``num_params`` None means the statement is unknown: the parameters stay unparsed.
+    ``long_data``: the parameters (numbered from 0) sent with COM_STMT_SEND_LONG_DATA."""
     r.u8("command")
     stmt = r.uint(4, "statement id")
     flags = r.u8("flags")
     iterations = r.uint(4, "iteration count")
     if num_params is None:
         return StmtExecute(stmt, flags, iterations, unparsed=r.rest())
-    named = bool(capabilities & Capability.QUERY_ATTRIBUTES)
+    named = bool(capabilities & QUERY_ATTRIBUTES)
     params: tuple[Param, ...] = ()
     bound = True
     count_sent = False
@@ -898,7 +923,7 @@ def decode_execute(
             count = r.lenenc("parameter count")
             count_sent = True
         if count > 0:
-            params, bound = _read_params(r, count, named, types)
+            params, bound = _read_params(r, count, named, types, long_data)
     r.end()
     return StmtExecute(stmt, flags, iterations, params, bound, count_sent)
 
@@ -979,13 +1004,13 @@ def _enc_ok(m: OkPacket, caps: int) -> bytes:
         raise ProtocolError(f"cannot encode an OK packet with header 0x{m.header:02x}")
     out = bytes((m.header,)) + lenenc_int(m.affected_rows) + lenenc_int(m.last_insert_id)
     out += _uint(m.status, 2, "status") + _uint(m.warnings, 2, "warnings")
-    if caps & Capability.SESSION_TRACK:
+    if caps & SESSION_TRACK:
         if m.info is None:
             if m.session_state is not None:
                 raise ProtocolError("cannot encode an OK packet with session state but no info")
             return out
         out += lenenc_bytes(_raw(m.info, "info"))
-        if (m.session_state is not None) != bool(m.status & ServerStatus.SESSION_STATE_CHANGED):
+        if (m.session_state is not None) != bool(m.status & SESSION_STATE_CHANGED):
             raise ProtocolError(
                 "cannot encode an OK packet: session state goes with SESSION_STATE_CHANGED"
             )
@@ -1227,6 +1252,22 @@ def split_binary_row(types: list[int] | tuple[int, ...], raw: bytes) -> list[byt
     ]
     r.end()
     return values
+
+
+def encode_binary_row(
+    types: list[int] | tuple[int, ...], values: list[bytes | None] | tuple[bytes | None, ...]
+) -> bytes:
+    """The binary-protocol row of ``values``, raw values as ``split_binary_row`` gives them."""
+    if len(types) != len(values):
+        raise ProtocolError(
+            f"cannot encode a binary row of {len(values)} values for {len(types)} columns"
+        )
+    out = bytearray(b"\x00")
+    out += _write_bitmap([v is None for v in values], 2)
+    for ftype, value in zip(types, values, strict=True):
+        if value is not None:
+            out += _write_value(ftype, value)
+    return bytes(out)
 
 
 def decode_binary_row(

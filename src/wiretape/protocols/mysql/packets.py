@@ -160,25 +160,34 @@ class Reader:
             raise self.error(f"{field} needs {n} bytes but only {self.remaining} remain")
 
     def peek(self) -> int:
-        self._need(1, "a field")
+        if self.pos >= len(self._data):
+            self._need(1, "a field")
         return self._data[self.pos]
 
+    # The readers below check the length inline: they run for every field of every packet.
+
     def u8(self, field: str = "a 1-byte integer") -> int:
-        self._need(1, field)
-        self.pos += 1
-        return self._data[self.pos - 1]
+        pos = self.pos
+        if pos >= len(self._data):
+            self._need(1, field)
+        self.pos = pos + 1
+        return self._data[pos]
 
     def uint(self, n: int, field: str) -> int:
-        self._need(n, field)
-        value = int.from_bytes(self._data[self.pos : self.pos + n], "little")
-        self.pos += n
-        return value
+        pos = self.pos
+        end = pos + n
+        if end > len(self._data):
+            self._need(n, field)
+        self.pos = end
+        return int.from_bytes(self._data[pos:end], "little")
 
     def fixed(self, n: int, field: str) -> bytes:
-        self._need(n, field)
-        value = self._data[self.pos : self.pos + n]
-        self.pos += n
-        return value
+        pos = self.pos
+        end = pos + n
+        if end > len(self._data):
+            self._need(n, field)
+        self.pos = end
+        return self._data[pos:end]
 
     def rest(self) -> bytes:
         value = self._data[self.pos :]
@@ -195,6 +204,9 @@ class Reader:
 
     def lenenc(self, field: str) -> int:
         at = self.pos
+        if at < len(self._data) and self._data[at] < 0xFB:
+            self.pos = at + 1
+            return self._data[at]
         first = self.u8(field)
         if first < 0xFB:
             return first
@@ -212,6 +224,13 @@ class Reader:
 
     def lenenc_bytes(self, field: str) -> bytes:
         at = self.pos
+        data = self._data
+        if at < len(data) and data[at] < 0xFB:  # the common case: a length under 251
+            start = at + 1
+            end = start + data[at]
+            if end <= len(data):
+                self.pos = end
+                return data[start:end]
         size = self.lenenc(field)
         if size > self.remaining:
             raise self.error(

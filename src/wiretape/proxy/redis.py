@@ -1,0 +1,377 @@
+"""Redis: the record proxy in front of a real server, and the mock server for replay.
+
+Record (``RedisRecordHooks``): each client connection gets its own upstream connection. Bytes are
+forwarded as they arrive in both directions and only then parsed; the ``Tracker`` pairs commands
+and server frames into exchanges, which become mocks linked to the test in flight when each
+command was sent. Bulk strings longer than the parser's threshold are parsed as a stream: a large
+argument is hashed as it passes, a large answer is written to a body spool (``bodies/``), so no
+large value is held whole. Passwords never reach the set (``wiretape:secret``). If either side's
+bytes cannot be parsed (or hold a bulk string longer than ``deps.NAME.max_message_size``), the
+failure is logged and the connection carries on as a raw pipe; exchanges completed before it are
+kept.
+
+Replay (``RedisMockServer``): every command is looked up in the ``MockIndex`` with the key the
+recording computed, and the recorded frames are sent back; a blocking command's answer waits its
+recorded delay, and frames recorded as arriving later (pub/sub messages) are pushed at their
+recorded pace, always before the answer to the client's next command, as they were recorded.
+Credentials are accepted whatever they are: the password never takes part in the match. The
+dependency's ``request_noise`` rules (command, argument positions) take those arguments out of
+each live command's key; the recorded mocks in the index must be keyed the same way
+(``with_request_noise``). A miss
+answers ``-ERR wiretape: no recorded answer for ...`` naming the closest recording; malformed
+bytes get ``-ERR wiretape: malformed ...`` and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wiretape.config import DepConfig
+from wiretape.errors import ProtocolError
+from wiretape.match.index import MockIndex
+from wiretape.model import BlobRef, Miss, Mock, WireResponse
+from wiretape.protocols.redis import NEED_DATA, Kind, RespParser, encode_reply
+from wiretape.protocols.redis_exchange import (
+    LARGE_ARG,
+    Arg,
+    CommandAssembler,
+    Exchange,
+    Requests,
+    Tracker,
+    answer_of,
+    name_of,
+    with_request_noise,
+)
+from wiretape.protocols.wire import PlainError
+from wiretape.proxy.streams import READ_SIZE, ByteStream, open_stream
+from wiretape.runner.recorder import Attribution, Recorder
+
+__all__ = ["RedisMockServer", "RedisRecordHooks", "error_reply"]
+
+log = logging.getLogger("wiretape.redis")
+
+PROTOCOL = "redis"
+ERROR_MAX = 1000
+
+
+def error_reply(message: str) -> bytes:
+    """``-ERR <message>`` on one line (a simple error cannot hold CR or LF)."""
+    text = " ".join(message.split())
+    if len(text) > ERROR_MAX:
+        text = text[: ERROR_MAX - 3] + "..."
+    return b"-ERR " + text.encode("utf-8", "replace") + b"\r\n"
+
+
+# -- record -------------------------------------------------------------------------------------
+
+
+class RedisRecordHooks:
+    """Record proxy for one ``protocol: redis`` dependency."""
+
+    def __init__(self, recorder: Recorder, dep: DepConfig) -> None:
+        self.recorder = recorder
+        self.dep = dep
+
+    async def serve(self, client: ByteStream) -> None:
+        await _RecordConnection(self, client).run()
+
+
+class _RecordConnection:
+    def __init__(self, hooks: RedisRecordHooks, client: ByteStream) -> None:
+        self.hooks = hooks
+        self.dep = hooks.dep.name
+        self.client = client
+        limit = hooks.dep.max_message_size
+        self.commands = RespParser(Kind.COMMAND, stream_threshold=LARGE_ARG, max_bulk_length=limit)
+        self.replies = RespParser(Kind.REPLY, stream_threshold=LARGE_ARG, max_bulk_length=limit)
+        self.assembler = CommandAssembler()
+        self.tracker = Tracker(hooks.recorder.attribute_now, spool=hooks.recorder.new_sink)
+        self.parsing = True
+        self.pending: deque[Exchange] = deque()
+
+    async def run(self) -> None:
+        dep = self.hooks.dep
+        try:
+            upstream = await open_stream(dep.upstream_host, dep.upstream_port)
+        except (TimeoutError, OSError) as exc:
+            log.warning("%s: cannot reach %s: %s", self.dep, dep.upstream, exc)
+            self.client.write(error_reply(f"wiretape: cannot reach {dep.upstream}: {exc}"))
+            await self.client.drain()
+            return
+        try:
+            up = asyncio.create_task(self._pump_server(upstream))
+            try:
+                await self._pump_client(upstream)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(up), 5)
+            finally:
+                up.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await up
+            if self.parsing:
+                self.pending.extend(self.tracker.close(time.time()))
+            await self._flush()
+        finally:
+            upstream.close()
+
+    async def _pump_client(self, upstream: ByteStream) -> None:
+        while True:
+            data = await self.client.read()
+            now = time.time()
+            if not data:
+                upstream.write_eof()
+                return
+            upstream.write(data)
+            if self.parsing:  # before any await, so a command is always seen before its answer
+                self._parse(self.commands, data, now, "client")
+            await upstream.drain()
+            await self._flush()
+
+    async def _pump_server(self, upstream: ByteStream) -> None:
+        while True:
+            data = await upstream.read()
+            now = time.time()
+            if not data:
+                self.client.write_eof()
+                return
+            self.client.write(data)
+            if self.parsing:
+                self._parse(self.replies, data, now, "server")
+            await self.client.drain()
+            await self._flush()
+
+    def _parse(self, parser: RespParser, data: bytes, now: float, side: str) -> None:
+        tracker = self.tracker
+        try:
+            parser.feed(data)
+            while (event := parser.next_event()) is not NEED_DATA:
+                if side == "client":
+                    args = self.assembler.feed(event)
+                    if args is not None:
+                        self.pending.extend(tracker.command(args, now))
+                else:
+                    self.pending.extend(tracker.server(event, now))
+        except ProtocolError as exc:
+            self._give_up(side, exc)
+
+    def _give_up(self, side: str, exc: ProtocolError) -> None:
+        log.warning(
+            "%s: cannot parse the %s's RESP (%s); passing this connection through unrecorded "
+            "from here on",
+            self.dep,
+            side,
+            exc,
+        )
+        self.parsing = False
+
+    async def _flush(self) -> None:
+        while self.pending:
+            await self._store(self.pending.popleft())
+
+    async def _store(self, exchange: Exchange) -> None:
+        attr = exchange.tag
+        assert isinstance(attr, Attribution)
+        response: WireResponse | None = WireResponse(exchange.response_data(), raw=_raw(exchange))
+        error = None
+        if not exchange.answered:
+            error = "the connection closed before the answer was complete"
+            if not exchange.frames and exchange.raw is None:
+                response = None
+        await self.hooks.recorder.add_wire_mock(
+            self.dep,
+            PROTOCOL,
+            attr,
+            exchange.request,
+            response,
+            started=exchange.started,
+            duration=max(0.0, exchange.ended - exchange.started),
+            error=error,
+        )
+
+
+def _raw(exchange: Exchange) -> bytes | BlobRef | None:
+    raw = exchange.raw
+    return raw if isinstance(raw, bytes | BlobRef) else None
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+class RedisMockServer:
+    """Answers a ``protocol: redis`` dependency from the recordings during replay."""
+
+    def __init__(
+        self,
+        dep: DepConfig,
+        index: MockIndex,
+        *,
+        on_miss: Callable[[Miss], None] | None = None,
+    ) -> None:
+        self.dep = dep
+        self.index = index
+        self.noise = dep.request_noise
+        self.on_miss = on_miss
+        self._prepared: dict[int, _Prepared | str | None] = {}
+
+    async def serve(self, client: ByteStream) -> None:
+        await _MockConnection(self, client).run()
+
+    def prepared(self, mock: Mock) -> _Prepared | str | None:
+        """``mock``'s answer as bytes (encoded once per mock), None when it was recorded without
+        one, or why it cannot be sent."""
+        key = id(mock)
+        if key not in self._prepared:
+            self._prepared[key] = _prepare(mock)
+        return self._prepared[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    frames: bytes
+    delay: float
+    after: tuple[tuple[float, bytes], ...]
+    raw: bytes | BlobRef | None
+
+
+def _prepare(mock: Mock) -> _Prepared | str | None:
+    response = mock.response
+    if response is None:
+        return None
+    if not isinstance(response, WireResponse):
+        return f"{mock.id} holds no Redis answer"
+    try:
+        answer = answer_of(response.data, raw=response.raw is not None)
+    except PlainError as exc:
+        return f"the recorded answer of {mock.id} is invalid: {exc}"
+    return _Prepared(
+        b"".join(encode_reply(f) for f in answer.frames),
+        answer.delay,
+        tuple((delay, encode_reply(f)) for delay, f in answer.after),
+        response.raw,
+    )
+
+
+class _MockConnection:
+    def __init__(self, server: RedisMockServer, client: ByteStream) -> None:
+        self.server = server
+        self.dep = server.dep.name
+        self.client = client
+        self.parser = RespParser(
+            Kind.COMMAND, stream_threshold=LARGE_ARG, max_bulk_length=server.dep.max_message_size
+        )
+        self.assembler = CommandAssembler()
+        self.requests = Requests()
+        self.out = bytearray()
+        self.later: deque[tuple[float, bytes]] = deque()  # (loop time to send at, frame)
+        self.pusher: asyncio.Task[None] | None = None
+        self.closing = False
+
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            if self.pusher is not None:
+                self.pusher.cancel()
+
+    async def _loop(self) -> None:
+        while not self.closing:
+            try:
+                event = self.parser.next_event()
+            except ProtocolError as exc:
+                log.info("%s: malformed client bytes: %s", self.dep, exc)
+                self._send_later_now()
+                self.out += error_reply(f"wiretape: malformed command: {exc.message}")
+                await self._write()
+                return
+            if event is NEED_DATA:
+                await self._write()
+                data = await self.client.read()
+                if not data:
+                    return
+                with contextlib.suppress(ProtocolError):  # raised again by next_event()
+                    self.parser.feed(data)
+                continue
+            args = self.assembler.feed(event)
+            if args:
+                await self._answer(args)
+        await self._write()
+
+    async def _write(self) -> None:
+        if self.out:
+            self.client.write(bytes(self.out))
+            self.out.clear()
+        await self.client.drain()
+
+    async def _answer(self, args: list[Arg]) -> None:
+        self._send_later_now()
+        name = name_of(args)
+        request = with_request_noise(self.requests.request(args, name), self.server.noise)
+        found = self.server.index.lookup(self.dep, request)
+        if isinstance(found, Miss):
+            self._miss(found, request.summary)
+            return
+        answer = self.server.prepared(found)
+        if answer is None:
+            return  # recorded without an answer: the server never answered it
+        if isinstance(answer, str):
+            self.out += error_reply(f"wiretape: {request.summary}: {answer}")
+            return
+        if answer.delay > 0:
+            await self._write()
+            await asyncio.sleep(answer.delay)
+        if answer.raw is not None:
+            await self._send_raw(answer.raw)
+        else:
+            self.out += answer.frames
+        if answer.after:
+            start = asyncio.get_running_loop().time()
+            self.later.extend((start + delay, frame) for delay, frame in answer.after)
+            self.pusher = asyncio.create_task(self._push_later())
+        if name == "QUIT":
+            self.closing = True
+
+    def _miss(self, miss: Miss, summary: str) -> None:
+        text = f"wiretape: no recorded answer for {summary}"
+        if miss.candidates:
+            best = miss.candidates[0]
+            text += f"; closest recording {best.mock_id}: " + "; ".join(best.differences)
+        if miss.reason:
+            text += f"; {miss.reason}"
+        self.out += error_reply(text)
+        if self.server.on_miss is not None:
+            self.server.on_miss(miss)
+
+    async def _send_raw(self, raw: bytes | BlobRef) -> None:
+        if isinstance(raw, bytes):
+            self.out += raw
+            return
+        await self._write()
+        with open(raw.path, "rb") as fh:
+            while chunk := fh.read(READ_SIZE):
+                self.client.write(chunk)
+                await self.client.drain()
+
+    def _send_later_now(self) -> None:
+        """Frames recorded before the client's next command go out before its answer."""
+        if self.pusher is not None:
+            self.pusher.cancel()
+            self.pusher = None
+        while self.later:
+            self.out += self.later.popleft()[1]
+
+    async def _push_later(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.later:
+            at, frame = self.later[0]
+            wait = at - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.later.popleft()
+            self.client.write(frame)
+            await self.client.drain()

@@ -1,0 +1,397 @@
+"""Generic TCP: the record proxy in front of a real server, and the mock server for replay.
+
+Record (``TcpRecordHooks``): each client connection gets its own upstream connection. Bytes are
+forwarded as they arrive in both directions and only then handed to the ``Tracker``, which cuts
+the connection into turns (see ``wiretape.protocols.tcp``); each finished turn becomes a mock
+linked to the test that was in flight when its client bytes began. A server greeting is linked
+to the test in flight when the connection opened. Nothing is parsed, so no bytes can fail.
+
+Replay (``TcpMockServer``): a reader task collects the client's bytes into a buffer as they come.
+The buffer is matched against the client bytes of every recorded turn of the dependency
+(``Sends``): while it is still the beginning of a recording, more bytes are awaited; once it
+begins with a recording, that turn is looked up in the ``MockIndex`` and its server chunks are
+sent, with their recorded pauses (``latency="recorded"``) or at once (``latency="none"``), and
+the matched bytes leave the buffer. When the buffer both holds a whole recording and begins a
+longer one, ``EXTEND_WAIT`` decides: if no more bytes come by then, the shorter one answers. Bytes
+that match no recording, or that stop coming for ``STALL_WAIT`` in the middle of one, are a miss:
+the miss is kept for the test's report (with the closest recorded turns) and the connection is
+closed, since no bytes could be a right answer. A dependency with recorded greetings sends one
+as soon as a connection opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from wiretape.config import DepConfig
+from wiretape.match.index import MockIndex
+from wiretape.model import BlobRef, Miss, Mock, WireRequest, WireResponse
+from wiretape.protocols.tcp import (
+    Answer,
+    Exchange,
+    Match,
+    Send,
+    Sends,
+    Tracker,
+    answer_of,
+    request_for,
+    send_of,
+)
+from wiretape.protocols.wire import PlainError
+from wiretape.proxy.streams import READ_SIZE, ByteStream, open_stream
+from wiretape.runner.recorder import Attribution, Recorder
+
+__all__ = ["LATENCIES", "TcpMockServer", "TcpRecordHooks"]
+
+log = logging.getLogger("wiretape.tcp")
+
+PROTOCOL = "tcp"
+LATENCIES = ("recorded", "none")
+EXTEND_WAIT = 0.05  # seconds: a whole recording that may grow into a longer one waits this long
+STALL_WAIT = 2.0  # seconds: client bytes that stop in the middle of every recording are a miss
+CLOSE_WAIT = 5.0  # seconds: how long the other direction may go on once one side has closed
+
+
+# -- record -------------------------------------------------------------------------------------
+
+
+class TcpRecordHooks:
+    """Record proxy for one ``protocol: tcp`` dependency (or a connection ``auto`` gave up on)."""
+
+    def __init__(self, recorder: Recorder, dep: DepConfig) -> None:
+        self.recorder = recorder
+        self.dep = dep
+
+    async def connect(self) -> ByteStream | None:
+        dep = self.dep
+        try:
+            return await open_stream(dep.upstream_host, dep.upstream_port)
+        except (TimeoutError, OSError) as exc:
+            log.warning("%s: cannot reach %s: %s", dep.name, dep.upstream, exc)
+            return None
+
+    async def serve(self, client: ByteStream) -> None:
+        await self.relay(client)
+
+    async def relay(
+        self,
+        client: ByteStream,
+        upstream: ByteStream | None = None,
+        *,
+        opening: Attribution | None = None,
+        connected: float | None = None,
+        greeting: bytes = b"",
+        greeted: float | None = None,
+    ) -> None:
+        """Record ``client`` against ``upstream`` (opened here when None). ``greeting`` is
+        server bytes already read (at ``greeted``) and not yet forwarded."""
+        attr = opening or self.recorder.attribute_now()
+        if upstream is None:
+            upstream = await self.connect()
+            if upstream is None:
+                return
+            connected = time.time()
+        await _RecordConnection(self, client, upstream, attr, connected or time.time()).run(
+            greeting, greeted
+        )
+
+
+class _RecordConnection:
+    def __init__(
+        self,
+        hooks: TcpRecordHooks,
+        client: ByteStream,
+        upstream: ByteStream,
+        opening: Attribution,
+        connected: float,
+    ) -> None:
+        self.hooks = hooks
+        self.dep = hooks.dep.name
+        self.client = client
+        self.upstream = upstream
+        recorder = hooks.recorder
+        self.tracker = Tracker(
+            opened=connected,
+            new_tag=recorder.attribute_now,
+            opening_tag=opening,
+            spool=recorder.new_sink,
+        )
+
+    async def run(self, greeting: bytes, greeted: float | None) -> None:
+        up: asyncio.Task[None] | None = None
+        try:
+            if greeting:
+                self.client.write(greeting)
+                self.tracker.server(greeting, greeted or time.time())
+            up = asyncio.create_task(self._pump_server())
+            await self._pump_client()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(up), CLOSE_WAIT)
+        finally:
+            if up is not None:
+                up.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await up
+            self.upstream.close()
+            # Also when shutdown cancels this connection: its open turn is complete by then.
+            for turn in self.tracker.close():
+                await self._store(turn)
+
+    async def _pump_client(self) -> None:
+        while True:
+            data = await self.client.read()
+            now = time.time()
+            if not data:
+                self.upstream.write_eof()
+                return
+            self.upstream.write(data)
+            for turn in self.tracker.client(data, now):
+                await self._store(turn)
+            await self.upstream.drain()
+
+    async def _pump_server(self) -> None:
+        while True:
+            data = await self.upstream.read()
+            now = time.time()
+            if not data:
+                self.tracker.server_closed(now)
+                self.client.write_eof()
+                return
+            self.client.write(data)
+            self.tracker.server(data, now)
+            await self.client.drain()
+
+    async def _store(self, turn: Exchange) -> None:
+        attr = turn.tag
+        assert isinstance(attr, Attribution)
+        raw = turn.raw if isinstance(turn.raw, bytes | BlobRef) else None
+        await self.hooks.recorder.add_wire_mock(
+            self.dep,
+            PROTOCOL,
+            attr,
+            turn.request,
+            WireResponse(turn.response_data(), raw),
+            started=turn.started,
+            duration=max(0.0, turn.ended - turn.started),
+        )
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+class TcpMockServer:
+    """Answers a ``protocol: tcp`` dependency (and ``auto`` connections that are not parsed)
+    from the recordings during replay; ``recorded`` is every mock of the set."""
+
+    def __init__(
+        self,
+        dep: DepConfig,
+        index: MockIndex,
+        recorded: Iterable[Mock],
+        *,
+        latency: str = "recorded",
+        on_miss: Callable[[Miss], None] | None = None,
+    ) -> None:
+        if latency not in LATENCIES:
+            raise ValueError(f"latency must be one of {', '.join(LATENCIES)}, not {latency!r}")
+        self.dep = dep
+        self.index = index
+        self.latency = latency
+        self.on_miss = on_miss
+        sends: list[Send] = []
+        for mock in recorded:
+            request = mock.request
+            if mock.dep == dep.name and mock.protocol == PROTOCOL:
+                assert isinstance(request, WireRequest)
+                with contextlib.suppress(PlainError):
+                    sends.append(send_of(request.data))
+        self.sends = Sends(sends)
+        self.answers: dict[str, Answer] = {}
+
+    @property
+    def has_opening(self) -> bool:
+        """Whether the server spoke first on some recorded connection."""
+        return self.sends.has_opening
+
+    async def serve(self, client: ByteStream) -> None:
+        await self.serve_connection(client, greet=self.has_opening)
+
+    async def serve_connection(self, client: ByteStream, *, greet: bool) -> None:
+        await _MockConnection(self, client).run(greet)
+
+
+class _MockConnection:
+    def __init__(self, server: TcpMockServer, client: ByteStream) -> None:
+        self.server = server
+        self.dep = server.dep.name
+        self.client = client
+        self.buffer = bytearray()
+        self.arrived = asyncio.Event()
+        self.eof = False
+
+    async def run(self, greet: bool) -> None:
+        reader = asyncio.create_task(self._read())
+        try:
+            if greet and not await self._answer(b""):
+                return
+            await self._loop()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _read(self) -> None:
+        while True:
+            data = await self.client.read()
+            if not data:
+                self.eof = True
+                self.arrived.set()
+                return
+            self.buffer += data
+            self.arrived.set()
+
+    async def _wait(self, timeout: float | None) -> bool:
+        """Wait for more client bytes (or the end); False when ``timeout`` passed first."""
+        self.arrived.clear()
+        if self.eof:
+            return True
+        try:
+            await asyncio.wait_for(self.arrived.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            if not self.buffer:
+                if self.eof:
+                    return
+                await self._wait(None)
+                continue
+            size = len(self.buffer)
+            match = self.server.sends.match(bytes(self.buffer))
+            if match.partial and not self.eof:
+                if await self._wait(EXTEND_WAIT if match.complete else STALL_WAIT):
+                    continue
+                if len(self.buffer) != size:
+                    continue
+                if not match.complete:
+                    log.info(
+                        "%s: the client stopped after %d bytes, in the middle of every recorded "
+                        "turn that begins with them",
+                        self.dep,
+                        size,
+                    )
+            if not match.complete:
+                self._miss()
+                return
+            if not await self._answer_longest(match):
+                return
+
+    async def _answer_longest(self, match: Match) -> bool:
+        index = self.server.index
+        for send in match.complete:
+            found = index.lookup(self.dep, request_for(send), optional=True)
+            if isinstance(found, Mock):
+                del self.buffer[: _size(send)]
+                return await self._send(found)
+        # Every recording this could be was used up or belongs to another test: explained.
+        found = index.lookup(self.dep, request_for(match.complete[0]))
+        assert isinstance(found, Miss)
+        self._report(found)
+        return False
+
+    async def _answer(self, send: bytes) -> bool:
+        found = self.server.index.lookup(self.dep, request_for(send))
+        if isinstance(found, Miss):
+            self._report(found)
+            return False
+        return await self._send(found)
+
+    async def _send(self, mock: Mock) -> bool:
+        """Send ``mock``'s answer; False when the connection ends with it."""
+        response = mock.response
+        if not isinstance(response, WireResponse):
+            log.info("%s: %s has no answer recorded; closing", self.dep, mock.id)
+            return False
+        answer = self.server.answers.get(mock.id)
+        if answer is None:
+            try:
+                answer = answer_of(response.data, raw=response.raw is not None)
+            except PlainError as exc:
+                if response.raw is None:
+                    log.warning("%s: recorded answer %s is invalid: %s", self.dep, mock.id, exc)
+                    return False
+                size = len(response.raw) if isinstance(response.raw, bytes) else response.raw.size
+                answer = Answer(((0.0, size),))
+            self.server.answers[mock.id] = answer
+        paced = self.server.latency == "recorded"
+        if response.raw is not None:
+            await self._send_raw(answer, response.raw, paced)
+        else:
+            for delay, data in answer.chunks:
+                if paced and delay > 0:
+                    await self.client.drain()
+                    await asyncio.sleep(delay)
+                assert isinstance(data, bytes)
+                self.client.write(data)
+        await self.client.drain()
+        if answer.close:
+            self.client.write_eof()
+            return False
+        return True
+
+    async def _send_raw(self, answer: Answer, raw: bytes | BlobRef, paced: bool) -> None:
+        if isinstance(raw, bytes):
+            at = 0
+            for delay, size in answer.chunks:
+                assert isinstance(size, int)
+                if paced and delay > 0:
+                    await self.client.drain()
+                    await asyncio.sleep(delay)
+                self.client.write(raw[at : at + size])
+                at += size
+            if at < len(raw):
+                self.client.write(raw[at:])
+            return
+        with open(raw.path, "rb") as fh:
+            for delay, size in answer.chunks:
+                assert isinstance(size, int)
+                if paced and delay > 0:
+                    await self.client.drain()
+                    await asyncio.sleep(delay)
+                left = size
+                while left > 0 and (data := fh.read(min(left, READ_SIZE))):
+                    self.client.write(data)
+                    left -= len(data)
+                    await self.client.drain()
+            while data := fh.read(READ_SIZE):
+                self.client.write(data)
+                await self.client.drain()
+
+    def _miss(self) -> None:
+        found = self.server.index.lookup(self.dep, request_for(bytes(self.buffer)))
+        if isinstance(found, Miss):
+            self._report(found)
+
+    def _report(self, miss: Miss) -> None:
+        closest = ""
+        if miss.candidates:
+            best = miss.candidates[0]
+            closest = f"; closest recording {best.mock_id}: " + "; ".join(best.differences)
+        log.info(
+            "%s: no recorded turn for %s%s; closing the connection",
+            self.dep,
+            miss.request,
+            closest,
+        )
+        if self.server.on_miss is not None:
+            self.server.on_miss(miss)
+
+
+def _size(send: Send) -> int:
+    return len(send) if isinstance(send, bytes) else send.size
