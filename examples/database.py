@@ -77,8 +77,11 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        # Its own process group: stopping the group stops the server whatever runs it (as root
+        # that is runuser, which does not pass signals on).
         server = subprocess.Popen(
-            as_service_user(
+            start_new_session=True,
+            args=as_service_user(
                 [
                     str(bin_dir / "postgres"),
                     "-D",
@@ -94,7 +97,7 @@ def main() -> None:
                     "-c",
                     "synchronous_commit=off",
                 ]
-            )
+            ),
         )
         env = dict(os.environ, PGPASSWORD=PASSWORD)
         deadline = time.monotonic() + 30
@@ -126,12 +129,22 @@ def main() -> None:
         pass
     finally:
         if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """PostgreSQL's fast shutdown (SIGINT) for the whole group, then SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 if __name__ == "__main__":
