@@ -124,9 +124,12 @@ FORMAT_MARKERS = (
 )  # fmt: skip
 
 
+_MARKERS_RE = re.compile("|".join(re.escape(marker) for marker in FORMAT_MARKERS))
+
+
 def may_hold_format(text: str) -> bool:
     """False when ``text`` certainly holds no credential format."""
-    return any(marker in text for marker in FORMAT_MARKERS)
+    return _MARKERS_RE.search(text) is not None
 
 
 def format_kinds(text: str) -> Iterator[str]:
