@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
@@ -300,12 +301,18 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     from wiretape.scan import scan_set
     from wiretape.store.reader import resolve_set
 
+    cfg: Config | None = None
     if args.set is not None and Path(args.set).is_dir():
         path = Path(args.set)
+        with contextlib.suppress(WiretapeError):
+            cfg = _load(args)  # the project's own secret keys and headers, when there is one
     else:
         cfg = _load(args)
         path = resolve_set(cfg.dir, args.set)
-    findings = scan_set(path)
+    if cfg is None:
+        findings = scan_set(path)
+    else:
+        findings = scan_set(path, keys=cfg.secrets.all_keys, headers=cfg.secrets.all_headers)
     for finding in findings:
         print(finding)
     if findings:

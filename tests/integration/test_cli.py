@@ -127,3 +127,26 @@ def _process_list() -> str:
         for p in Path("/proc").iterdir()
         if p.name.isdigit() and (p / "cmdline").exists()
     )
+
+
+def test_secrets_scan_uses_the_projects_own_secret_keys(tmp_path: Path) -> None:
+    import json as _json
+    import time as _time
+
+    from wiretape.model import HttpRequest, HttpResponse, SetInfo, TestCase
+    from wiretape.store.writer import SetWriter
+
+    sets = tmp_path / "wiretape"
+    with SetWriter(sets, SetInfo("s", _time.time(), "app")) as writer:
+        body = _json.dumps({"pin_code": "4711-0815"}).encode()
+        response = HttpResponse(200, "OK", (("Content-Type", "application/json"),), body)
+        writer.add_test(TestCase("0001-get-pin", HttpRequest("GET", "/pin", ()), response), [])
+    (tmp_path / "wiretape.yaml").write_text("app: {command: run, port: 8000}\n")
+    clean = run_wiretape(tmp_path, "secrets", "scan", "s")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    (tmp_path / "wiretape.yaml").write_text(
+        "app: {command: run, port: 8000}\nsecrets: {keys: [pin_code]}\n"
+    )
+    found = run_wiretape(tmp_path, "secrets", "scan", "s")
+    assert found.returncode == 1
+    assert "pin_code" in found.stdout
