@@ -452,8 +452,13 @@ def _run_and_kill(script: Path, root: Path, name: str, delay: float) -> list[str
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
-        _, err = proc.communicate(timeout=30)
+        proc.wait(30)
+        # Only the pump thread reads stdout: two readers of one pipe race inside CPython.
         pumper.join(30)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
     assert started, f"the child wrote nothing: {err.decode(errors='replace')}"
     assert proc.returncode == -signal.SIGKILL
     return [line.decode().strip() for line in lines if line.endswith(b"\n")]
@@ -491,8 +496,8 @@ def test_yaml_files_start_with_the_format(tmp_path: Path) -> None:
         w.add_test(case(1), [mock("a")])
         w.add_session_mock(mock("s"))
     for path in w.path.rglob("*.yaml"):
-        assert path.read_text().startswith("format: wiretape/v1\n"), path
-        assert yamlio.load(path.read_bytes(), source=str(path))["format"] == "wiretape/v1"
+        assert path.read_text().startswith("format: wiretape/v2\n"), path
+        assert yamlio.load(path.read_bytes(), source=str(path))["format"] == "wiretape/v2"
 
 
 def test_yaml_files_appear_while_recording_is_idle(tmp_path: Path) -> None:
