@@ -13,15 +13,25 @@ from typing import Any
 
 from wiretape.store.yamlio import store_error
 
-CURRENT = "wiretape/v1"
+CURRENT = "wiretape/v2"
 
 Doc = dict[str, Any]
 Converter = Callable[[Doc], Doc]
 
-CONVERTERS: dict[str, tuple[str, Converter]] = {}
+
+def convert_1_2(doc: Doc) -> Doc:
+    """Version 2 only adds: mocks of database and TCP protocols (plain-data requests and
+    responses), a test's ``chains``, a set's ``strict_values`` and ``unordered(...)`` entries in
+    noise lists. Every version 1 document is a version 2 document as it is."""
+    return doc
+
+
+CONVERTERS: dict[str, tuple[str, Converter]] = {
+    "wiretape/v1": ("wiretape/v2", convert_1_2),
+}
 
 _VERSION = re.compile(r"wiretape/v([0-9]+)")
-_CURRENT_NUMBER = 1
+_CURRENT_NUMBER = 2
 
 
 def migrate(doc: Any, *, source: str) -> dict[str, Any]:

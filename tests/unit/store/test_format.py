@@ -468,7 +468,7 @@ def same_times(a: float, b: float) -> bool:
 def test_tests_round_trip_through_files(test: model.TestCase, tmp_path: Path) -> None:
     (tmp_path / "bodies").mkdir(exist_ok=True)
     text = yamlio.dump(fmt.test_to_doc(test, tmp_path / "bodies"))
-    assert text.startswith("format: wiretape/v1\n")
+    assert text.startswith("format: wiretape/v2\n")
     back = fmt.doc_to_test(yamlio.load(text, source="t.yaml"), tmp_path, source="t.yaml")
     assert abs(back.started - test.started) <= 1e-6
     assert abs(back.duration - test.duration) <= 1e-6
@@ -533,7 +533,7 @@ def test_document_layout_matches_the_format() -> None:
     )
     text = yamlio.dump(fmt.test_to_doc(test, Path("/nonexistent")))
     assert text == (
-        "format: wiretape/v1\n"
+        "format: wiretape/v2\n"
         "id: 0001-post-api-orders\n"
         "started: '2026-11-21T07:00:00.123456Z'\n"
         "duration_ms: 12.5\n"
@@ -564,7 +564,7 @@ def test_unquoted_yaml_timestamps_are_accepted(tmp_path: Path) -> None:
 # --- validation ------------------------------------------------------------------------------
 
 GOOD = {
-    "format": "wiretape/v1",
+    "format": "wiretape/v2",
     "id": "0001-get-x",
     "started": "2026-11-21T07:00:00.000000Z",
     "duration_ms": 1.5,
@@ -632,7 +632,7 @@ def test_invalid_mock_link(tmp_path: Path) -> None:
 
 
 def test_current_documents_pass_through() -> None:
-    doc = {"format": "wiretape/v1", "a": 1}
+    doc = {"format": "wiretape/v2", "a": 1}
     assert migrate.migrate(doc, source="x") is doc
 
 
@@ -665,7 +665,7 @@ def test_migrations_run_step_by_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(migrate.CONVERTERS, "wiretape/v0", ("wiretape/v1", convert_0_1))
     monkeypatch.setitem(migrate.CONVERTERS, "wiretape/v-1", ("wiretape/v0", convert_m1_0))
     out = migrate.migrate({"format": "wiretape/v-1", "older": 21}, source="x")
-    assert out == {"format": "wiretape/v1", "renamed": 42}
+    assert out == {"format": "wiretape/v2", "renamed": 42}
     assert list(out) == ["format", "renamed"]
 
 
@@ -678,3 +678,11 @@ def test_doc_readers_migrate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     old = {k: v for k, v in GOOD.items() if k != "duration_ms"}
     old.update(format="wiretape/v0", duration_s=2)
     assert fmt.doc_to_test(old, tmp_path, source="t.yaml").duration == 2.0
+
+
+def test_version_1_documents_load_as_they_are(tmp_path: Path) -> None:
+    doc = dict(GOOD, format="wiretape/v1")
+    assert migrate.migrate(doc, source="t.yaml") == dict(GOOD, format="wiretape/v2")
+    assert fmt.doc_to_test(doc, tmp_path, source="t.yaml") == fmt.doc_to_test(
+        dict(GOOD), tmp_path, source="t.yaml"
+    )
