@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wiretape.compare.values import kind_token
 from wiretape.model import WireRequest
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "WireCodec",
     "bytes_of",
     "codec_for",
+    "loose_bytes",
     "plain_bytes",
     "wire_protocols",
 ]
@@ -89,3 +91,21 @@ def bytes_of(node: object, where: str = "value") -> bytes:
         except binascii.Error as exc:
             raise PlainError(f"{where}: not valid base64: {exc}") from None
     raise PlainError(f"{where}: expected a string or {{base64: ...}}, found {node!r:.80}")
+
+
+LOOSE_MAX = 2048  # longer values are never reduced to a kind
+
+
+def loose_bytes(value: object, kinds: tuple[str, ...] | None = None) -> object:
+    """A parameter that decodes to a typed value (``kind_token``: UUID, timestamp, JWT, opaque
+    token; only those whose token starts with one of ``kinds`` when given) as ``("~", kind)``,
+    for loose match keys; any other value unchanged."""
+    if not isinstance(value, bytes) or len(value) > LOOSE_MAX:
+        return value
+    try:
+        token = kind_token(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        return value
+    if token is None or (kinds is not None and not token.startswith(kinds)):
+        return value
+    return ("~", token)

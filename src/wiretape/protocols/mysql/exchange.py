@@ -99,7 +99,7 @@ from wiretape.protocols.mysql.messages import (
 )
 from wiretape.protocols.mysql.messages import normalize_sql as _normalize_sql
 from wiretape.protocols.mysql.packets import encode_frames, frame_count
-from wiretape.protocols.wire import PlainError, WireCodec, bytes_of, plain_bytes
+from wiretape.protocols.wire import PlainError, WireCodec, bytes_of, loose_bytes, plain_bytes
 
 __all__ = [
     "CODEC",
@@ -1025,16 +1025,6 @@ def _typed_kind(text: str) -> str | None:
     return token if token is not None and token.startswith(_LOOSE_KINDS) else None
 
 
-def _loose_value(value: object) -> object:
-    if isinstance(value, bytes):
-        try:
-            token = _typed_kind(value.decode("utf-8"))
-        except UnicodeDecodeError:
-            return value
-        return value if token is None else ("~", token)
-    return value
-
-
 def _loose_sql(sql: str) -> str:
     if "'" not in sql:
         return sql
@@ -1054,7 +1044,7 @@ def _loosen(key: tuple[Any, ...]) -> tuple[Any, ...]:
     out = [key[0], _loose_sql(key[1])]
     for part in key[2:]:
         if isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], tuple):
-            part = (tuple(_loose_value(v) for v in part[0]), part[1])
+            part = (tuple(loose_bytes(v, _LOOSE_KINDS) for v in part[0]), part[1])
         out.append(part)
     return tuple(out)
 

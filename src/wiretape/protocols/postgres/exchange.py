@@ -47,7 +47,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wiretape.compare.values import kind_token
 from wiretape.model import WireRequest
 from wiretape.protocols.postgres.codec import encode, statement_kind
 from wiretape.protocols.postgres.codec import normalize_sql as _normalize_sql
@@ -92,7 +91,7 @@ from wiretape.protocols.postgres.messages import (
     Sync,
     TransactionStatus,
 )
-from wiretape.protocols.wire import PlainError, WireCodec, bytes_of, plain_bytes
+from wiretape.protocols.wire import PlainError, WireCodec, bytes_of, loose_bytes, plain_bytes
 
 __all__ = [
     "CODEC",
@@ -169,9 +168,7 @@ def message_doc(m: BackendMessage) -> Any:
     if isinstance(m, BackendKeyData):
         return {name: {"process_id": m.process_id, "secret_key": plain_bytes(m.secret_key)}}
     if isinstance(m, NotificationResponse):
-        return {
-            name: {"process_id": m.process_id, "channel": m.channel, "payload": m.payload}
-        }
+        return {name: {"process_id": m.process_id, "channel": m.channel, "payload": m.payload}}
     if isinstance(m, CopyInResponse | CopyOutResponse | CopyBothResponse):
         return {name: {"format": m.format, "columns": list(m.column_formats)}}
     if isinstance(m, CopyData):
@@ -293,9 +290,7 @@ def _message_of(node: Any, where: str) -> BackendMessage:
         names = d["unrecognized"]
         if not isinstance(names, list):
             raise PlainError(f"{at}.unrecognized: expected a list")
-        return NegotiateProtocolVersion(
-            _int(d["newest"], at), tuple(_str(n, at) for n in names)
-        )
+        return NegotiateProtocolVersion(_int(d["newest"], at), tuple(_str(n, at) for n in names))
     raise PlainError(f"{where}: unknown message {name!r:.60}")
 
 
@@ -346,9 +341,7 @@ def _sql_of(statements: Mapping[str, str], name: str) -> str:
     return sql if sql is not None else f"<statement {name!r} prepared before the recording>"
 
 
-def step_for(
-    m: FrontendMessage, statements: Mapping[str, str], portals: Mapping[str, str]
-) -> Any:
+def step_for(m: FrontendMessage, statements: Mapping[str, str], portals: Mapping[str, str]) -> Any:
     """A client message as a stored step, with statement names resolved to their SQL."""
     if isinstance(m, Query):
         return {"query": m.query}
@@ -592,23 +585,13 @@ def with_request_noise(
     )
 
 
-def _loose_value(value: object) -> object:
-    if isinstance(value, bytes) and len(value) <= 2048:
-        try:
-            token = kind_token(value.decode("utf-8"))
-        except UnicodeDecodeError:
-            return value
-        return value if token is None else ("~", token)
-    return value
-
-
 def _loosen(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``key`` with every parameter that is a UUID, timestamp or JWT reduced to its kind."""
+    """``key`` with every parameter of a typed kind (``loose_bytes``) reduced to its kind."""
     out = []
     for step in key:
         out.append(
             tuple(
-                tuple(_loose_value(v) for v in part) if isinstance(part, tuple) else part
+                tuple(loose_bytes(v) for v in part) if isinstance(part, tuple) else part
                 for part in step
             )
         )
