@@ -71,15 +71,14 @@ class MockIndex:
         }
         self._session_mocks = list(session)
         self._session: dict[Key, _Replies] = {}
-        for pos, mock in enumerate(self._session_mocks):
-            key = self._key(mock.dep, mock.request)
-            self._session.setdefault(key, _Replies()).positions.append(pos)
-        self._session_served: set[int] = set()
         self._session_loose: dict[Key, _Replies] = {}
         for pos, mock in enumerate(self._session_mocks):
-            loose = self._loose(mock.dep, mock.request)
+            key, loose = self._keys(mock.dep, mock.request)
+            self._session.setdefault(key, _Replies()).positions.append(pos)
             if loose is not None:
                 self._session_loose.setdefault(loose, _Replies()).positions.append(pos)
+
+        self._session_served: set[int] = set()
 
         self._tests: dict[str, list[Mock]] = {}
         self._test_keys: dict[str, list[Key]] = {}
@@ -88,10 +87,11 @@ class MockIndex:
         self._reusable: dict[Key, Mock] = {}
         for test_id, mocks in per_test.items():
             kept = list(mocks)
-            keys = [self._key(m.dep, m.request) for m in kept]
+            both = [self._keys(m.dep, m.request) for m in kept]
+            keys = [key for key, _ in both]
             self._tests[test_id] = kept
             self._test_keys[test_id] = keys
-            self._test_loose[test_id] = [self._loose(m.dep, m.request) for m in kept]
+            self._test_loose[test_id] = [loose for _, loose in both]
             for key, mock in zip(keys, kept, strict=True):
                 owners = self._tests_by_key.setdefault(key, [])
                 if not owners or owners[-1] != test_id:
@@ -179,10 +179,15 @@ class MockIndex:
         return http_key(dep, req) if rules is None else keys_of(dep, req, rules)[0]
 
     def _loose(self, dep: str, req: HttpRequest | WireRequest) -> Key | None:
+        return self._keys(dep, req)[1]
+
+    def _keys(self, dep: str, req: HttpRequest | WireRequest) -> tuple[Key, Key | None]:
+        """The exact and the loose key (None when no typed value could make one differ)."""
         if isinstance(req, WireRequest):
-            return ("loose", dep, req.loose_key) if req.loose_key is not None else None
-        loose = keys_of(dep, req, self._http_rules.get(dep))[1]
-        return None if loose is None else ("loose", loose)
+            wire_loose = ("loose", dep, req.loose_key) if req.loose_key is not None else None
+            return ("wire", dep, req.key), wire_loose
+        key, loose = keys_of(dep, req, self._http_rules.get(dep))
+        return key, None if loose is None else ("loose", loose)
 
     def _take(self, active: str, key: Key, loose: Key | None) -> int | None:
         """The next unused position of the active test answering ``key`` (or ``loose``)."""

@@ -73,7 +73,8 @@ class BodyView(NamedTuple):
     sha256: str
 
 
-def http_key(dep: str, req: HttpRequest) -> HttpKey:
+def http_key(dep: str, req: HttpRequest, view: BodyView | None = None) -> HttpKey:
+    """``view``: the request's ``body_view``, when the caller has it already."""
     scheme = req.scheme.lower()
     return HttpKey(
         dep=dep,
@@ -82,7 +83,7 @@ def http_key(dep: str, req: HttpRequest) -> HttpKey:
         host=normalize_host(scheme, req.host),
         path=normalize_path(req.path),
         query=normalize_query(req.query),
-        body=body_view(req).canonical,
+        body=(view if view is not None else body_view(req)).canonical,
     )
 
 

@@ -87,8 +87,8 @@ def keys_of(
     dep: str, req: HttpRequest, rules: HttpRules | None
 ) -> tuple[HttpKey, HttpKey | None]:
     """The exact key (with ``rules`` applied) and the loose key (None when it is the same)."""
-    key = http_key(dep, req)
     view = body_view(req)
+    key = http_key(dep, req, view)
     json_body = view.kind == "json"
     if rules is not None:
         body = key.body

@@ -25,7 +25,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wiretape.config import DepConfig
@@ -490,12 +490,10 @@ class PgMockServer:
         index: MockIndex,
         *,
         ca: CertificateAuthority | None,
-        on_miss: Callable[[Miss], None] | None = None,
     ) -> None:
         self.dep = dep
         self.index = index
         self.ca = ca
-        self.on_miss = on_miss
         # Encoded answers by mock id: a recording is decoded and encoded once, however often
         # it answers.
         self.encoded: dict[str, tuple[bytes, TransactionStatus | None]] = {}
@@ -511,7 +509,6 @@ class _MockConnection:
         self.client = client
         self.parser = FrontendParser(max_message_size=server.dep.max_message_size)
         self.statements: dict[str, str] = {}
-        self.portals: dict[str, str] = {}
         self.steps: list[Any] = []
         self.status = TransactionStatus.IDLE
         self.failed = False  # a miss in the extended protocol: skip to the next Sync
@@ -575,7 +572,7 @@ class _MockConnection:
             return False
         if isinstance(m, PasswordMessage | SASLInitialResponse | SASLResponse | GSSResponse):
             return True  # any credentials are accepted
-        self.steps.append(step_for(m, self.statements, self.portals))
+        self.steps.append(step_for(m, self.statements))
         self._track(m)
         if isinstance(m, _BATCH_ENDS):
             steps, self.steps = self.steps, []
@@ -662,8 +659,6 @@ class _MockConnection:
                 (closest + reason).strip("; "),
             )
         )
-        if self.server.on_miss is not None:
-            self.server.on_miss(miss)
         if syncs:
             self._ready(TransactionStatus.FAILED if self._in_tx else TransactionStatus.IDLE)
         else:

@@ -341,7 +341,7 @@ def _sql_of(statements: Mapping[str, str], name: str) -> str:
     return sql if sql is not None else f"<statement {name!r} prepared before the recording>"
 
 
-def step_for(m: FrontendMessage, statements: Mapping[str, str], portals: Mapping[str, str]) -> Any:
+def step_for(m: FrontendMessage, statements: Mapping[str, str]) -> Any:
     """A client message as a stored step, with statement names resolved to their SQL."""
     if isinstance(m, Query):
         return {"query": m.query}
@@ -687,7 +687,6 @@ class Tracker:
     def __init__(self, new_tag: Callable[[], object] | None = None) -> None:
         self._new_tag = new_tag
         self.statements: dict[str, str] = {}
-        self.portals: dict[str, str] = {}
         self._pending: deque[_Pending] = deque()
         self._current: _Batch | None = None
         self._skipping = False
@@ -706,7 +705,7 @@ class Tracker:
         batch = self._current
         if batch is None:
             batch = self._current = self._begin(now)
-        batch.steps.append(step_for(m, self.statements, self.portals))
+        batch.steps.append(step_for(m, self.statements))
         self._track_names(m)
         kind = _EXPECT.get(type(m))
         if kind is not None and not (self._skipping and kind != _SYNC):
@@ -737,13 +736,8 @@ class Tracker:
         elif isinstance(m, Query):
             if _LISTEN.match(m.query) or re.search(r";\s*LISTEN\b", m.query, re.IGNORECASE):
                 self._listening = True
-        elif isinstance(m, Bind):
-            self.portals[m.portal] = self.statements.get(m.statement, "")
-        elif isinstance(m, Close):
-            if m.kind is ObjectKind.STATEMENT:
-                self.statements.pop(m.name, None)
-            else:
-                self.portals.pop(m.name, None)
+        elif isinstance(m, Close) and m.kind is ObjectKind.STATEMENT:
+            self.statements.pop(m.name, None)
 
     # server side
 
