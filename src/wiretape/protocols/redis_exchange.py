@@ -709,7 +709,12 @@ def _check_response(data: Any) -> None:
     answer_of(data)
 
 
-CODEC = WireCodec(name="redis", request=request_for, check_response=_check_response)
+CODEC = WireCodec(
+    name="redis",
+    request=request_for,
+    check_response=_check_response,
+    with_noise=with_request_noise,
+)
 
 
 # -- tracking a connection ----------------------------------------------------------------------

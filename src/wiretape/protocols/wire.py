@@ -44,6 +44,10 @@ _MODULES = {
 _UNREADABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 
+# ``deps.NAME.request_noise`` of a database: (statement or command, positions) pairs.
+NoiseRules = tuple[tuple[str, tuple[int, ...]], ...]
+
+
 class PlainError(ValueError):
     """Stored plain data does not have the shape its protocol expects."""
 
@@ -55,6 +59,9 @@ class WireCodec:
     name: str
     request: Callable[[Any], WireRequest]  # plain data -> WireRequest (key, summary); PlainError
     check_response: Callable[[Any], None]  # raises PlainError when the data cannot be replayed
+    # The request keyed without what a dependency's ``request_noise`` rules name (None: the
+    # protocol has no such rules).
+    with_noise: Callable[[WireRequest, NoiseRules], WireRequest] | None = None
 
 
 def wire_protocols() -> tuple[str, ...]:

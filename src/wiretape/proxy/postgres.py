@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import ssl
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wiretape.config import DepConfig
 from wiretape.errors import ProtocolError
 from wiretape.match.index import MockIndex
-from wiretape.model import BlobRef, LinkKind, Miss, Mock, WireRequest, WireResponse
+from wiretape.model import BlobRef, LinkKind, Miss, WireRequest, WireResponse
 from wiretape.protocols.postgres.codec import BackendParser, FrontendParser, NeedData, encode
 from wiretape.protocols.postgres.exchange import (
     Exchange,
@@ -461,26 +459,6 @@ _DEFAULT_STATUS = (
 )
 
 
-def with_dep_noise(mocks: Sequence[Mock], deps: Mapping[str, DepConfig]) -> list[Mock]:
-    """``mocks`` keyed as the mock servers key live requests: without the parameters (PostgreSQL)
-    or arguments (Redis) that each dependency's ``request_noise`` names."""
-    from wiretape.protocols import redis_exchange
-
-    out = []
-    for mock in mocks:
-        dep = deps.get(mock.dep)
-        if dep is not None and dep.request_noise and isinstance(mock.request, WireRequest):
-            if mock.protocol == "postgres":
-                request = with_request_noise(mock.request, dep.request_noise)
-            elif mock.protocol == "redis":
-                request = redis_exchange.with_request_noise(mock.request, dep.request_noise)
-            else:
-                request = mock.request
-            mock = dataclasses.replace(mock, request=request)
-        out.append(mock)
-    return out
-
-
 class PgMockServer:
     """Answers a ``protocol: postgres`` dependency from the recordings during replay."""
 
@@ -696,5 +674,3 @@ class _MockConnection:
                 await asyncio.sleep(wait)
             self.client.write(encode(message))
             await self.client.drain()
-
-

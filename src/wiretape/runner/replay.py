@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,11 +15,12 @@ from wiretape.compare.render import render_json, render_junit, render_progress
 from wiretape.compare.report import RunReport, TestResult
 from wiretape.config import Config, DepConfig
 from wiretape.match.index import MockIndex
-from wiretape.model import HttpResponse, TestCase
+from wiretape.model import HttpResponse, Mock, TestCase, WireRequest
+from wiretape.protocols.wire import codec_for
 from wiretape.proxy.auto import wire_mock_handler
 from wiretape.proxy.mockserver import MockHttpServer
 from wiretape.proxy.mysql import MysqlMockServer
-from wiretape.proxy.postgres import PgMockServer, with_dep_noise
+from wiretape.proxy.postgres import PgMockServer
 from wiretape.proxy.redis import RedisMockServer
 from wiretape.proxy.server import Handler
 from wiretape.runner.client import AppClient, ReplayError
@@ -40,6 +43,22 @@ class TestOptions:
     freeze_time: bool = False  # run the app under libfaketime at each test's recorded time
     time_shift: float | None = None  # or at wiretape's clock plus this many seconds
     latency: str = "recorded"  # generic TCP answers: "recorded" pauses, or "none"
+
+
+def with_dep_noise(mocks: Sequence[Mock], deps: Mapping[str, DepConfig]) -> list[Mock]:
+    """``mocks`` keyed as the mock servers key live requests: without what each database
+    dependency's ``request_noise`` names (its protocol's ``WireCodec.with_noise``)."""
+    out = []
+    for mock in mocks:
+        dep = deps.get(mock.dep)
+        if dep is not None and dep.request_noise and isinstance(mock.request, WireRequest):
+            with_noise = codec_for(mock.protocol).with_noise
+            if with_noise is not None:
+                mock = dataclasses.replace(
+                    mock, request=with_noise(mock.request, dep.request_noise)
+                )
+        out.append(mock)
+    return out
 
 
 def runs_dir(cfg: Config) -> Path:
@@ -84,6 +103,7 @@ async def replay(
     t0 = time.perf_counter()
     results: list[TestResult] = []
     try:
+
         def dep_handler(dep: DepConfig) -> Handler:
             if dep.protocol in ("tcp", "auto"):
                 return wire_mock_handler(
@@ -107,9 +127,7 @@ async def replay(
             clock.start(test_set.tests)
             say(clock.describe(), quiet=opts.quiet)
         await stage.start_app(clock.app_env if clock is not None else None)
-        results = await _run_tests(
-            cfg, test_set, index, opts, secrets, clock, responses=responses
-        )
+        results = await _run_tests(cfg, test_set, index, opts, secrets, clock, responses=responses)
     finally:
         await stage.close()
         if clock is not None:

@@ -603,7 +603,12 @@ def startup_request(m: StartupMessage) -> WireRequest:
     return request_for([{"startup": params}])
 
 
-CODEC = WireCodec(name="postgres", request=request_for, check_response=_check_response)
+CODEC = WireCodec(
+    name="postgres",
+    request=request_for,
+    check_response=_check_response,
+    with_noise=with_request_noise,
+)
 
 
 # -- tracking a connection --------------------------------------------------------------------
