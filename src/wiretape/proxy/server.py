@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
-from wiretape.proxy.streams import READ_SIZE, ByteStream, SocketStream
+from wiretape.proxy.streams import ByteStream, SocketProtocol, SocketStream
 
 log = logging.getLogger("wiretape.proxy")
 
@@ -31,21 +32,19 @@ class Listener:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept,
-            self.host,
-            self.port,
-            limit=READ_SIZE * 4,
-            reuse_address=True,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Accepted(loop, self), self.host, self.port, reuse_address=True
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _accept(self, stream: SocketStream) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(stream))
         self._tasks.add(task)
-        stream = SocketStream(reader, writer)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, stream: SocketStream) -> None:
         try:
             await self.handler(stream)
         except asyncio.CancelledError:
@@ -56,7 +55,6 @@ class Listener:
             log.exception("%s: connection from %s failed", self.name, stream.peer)
         finally:
             stream.close()
-            self._tasks.discard(task)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, give open connections ``grace`` seconds, then cancel them."""
@@ -72,6 +70,20 @@ class Listener:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+
+class _Accepted(SocketProtocol):
+    """An accepted connection: its handler starts as soon as the connection is made."""
+
+    __slots__ = ("_listener",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
+        super().__init__(loop)
+        self._listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._listener._accept(SocketStream(cast(asyncio.Transport, transport), self))
 
 
 def install_fast_loop() -> None:

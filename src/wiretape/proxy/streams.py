@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Protocol
+from collections import deque
+from typing import Protocol, cast
 
 READ_SIZE = 65536
+BUFFER_LIMIT = READ_SIZE * 4
 
 
 class ByteStream(Protocol):
@@ -33,42 +35,159 @@ class ByteStream(Protocol):
     def peer(self) -> str: ...
 
 
-class SocketStream:
-    __slots__ = ("_peer", "_reader", "_writer")
+class SocketProtocol(asyncio.Protocol):
+    """The transport side of a ``SocketStream``: received chunks wait in a deque until read.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        info = writer.get_extra_info("peername")
+    No ``StreamReader`` in between: a chunk handed over by the event loop is returned by ``read``
+    as it is (split only above ``READ_SIZE``), and a reader waiting for data is woken by setting
+    its future directly. Reading pauses while more than ``BUFFER_LIMIT`` bytes wait unread, and
+    ``drain`` waits while the transport has paused writing.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_drain",
+        "_eof",
+        "_loop",
+        "_paused_reading",
+        "_paused_writing",
+        "_waiter",
+        "transport",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._buffered > BUFFER_LIMIT and not self._paused_reading and self.transport:
+            self._paused_reading = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep the transport open: the other direction may still be sending
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._eof:
+                return b""
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        data = self._chunks.popleft()
+        if len(data) > READ_SIZE:
+            self._chunks.appendleft(data[READ_SIZE:])
+            data = data[:READ_SIZE]
+        self._buffered -= len(data)
+        if self._paused_reading and self._buffered <= BUFFER_LIMIT // 2 and self.transport:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        return data
+
+    async def drain(self) -> None:
+        if not self._paused_writing:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = self._loop.create_future()
+        await drain
+
+
+class SocketStream:
+    """A ``ByteStream`` over a TCP (or TLS) transport."""
+
+    __slots__ = ("_peer", "_protocol", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, protocol: SocketProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        info = transport.get_extra_info("peername")
         self._peer = f"{info[0]}:{info[1]}" if isinstance(info, tuple) else str(info)
 
     async def read(self) -> bytes:
-        try:
-            return await self._reader.read(READ_SIZE)
-        except (ConnectionError, OSError):
-            return b""
+        return await self._protocol.read()
 
     def write(self, data: bytes) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(data)
+        if not self._transport.is_closing():
+            self._transport.write(data)
 
     async def drain(self) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.drain()
+        await self._protocol.drain()
 
     def write_eof(self) -> None:
         try:
-            if self._writer.can_write_eof() and not self._writer.is_closing():
-                self._writer.write_eof()
+            if self._transport.can_write_eof() and not self._transport.is_closing():
+                self._transport.write_eof()
         except (OSError, RuntimeError):
             pass
 
     def close(self) -> None:
-        self._writer.close()
+        self._transport.close()
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
         """Upgrade this (client-side) connection to TLS, as after PostgreSQL's SSLRequest."""
-        await self._writer.start_tls(context, server_hostname=server_hostname)
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(
+            self._transport, self._protocol, context, server_hostname=server_hostname
+        )
+        if transport is None:
+            raise ConnectionResetError("the connection closed during the TLS handshake")
+        self._transport = transport
+        self._protocol.transport = self._transport
 
     @property
     def peer(self) -> str:
@@ -83,17 +202,19 @@ async def open_stream(
     server_hostname: str | None = None,
     timeout: float = 10.0,
 ) -> SocketStream:
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
+    loop = asyncio.get_running_loop()
+    protocol = SocketProtocol(loop)
+    transport, _ = await asyncio.wait_for(
+        loop.create_connection(
+            lambda: protocol,
             host,
             port,
             ssl=tls,
             server_hostname=server_hostname if tls else None,
-            limit=READ_SIZE * 4,
         ),
         timeout,
     )
-    return SocketStream(reader, writer)
+    return SocketStream(transport, protocol)
 
 
 class PrefixStream:
