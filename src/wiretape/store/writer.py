@@ -7,6 +7,11 @@ recording has been idle for a moment, and all of them when the set is closed. It
 journal back from disk rather than from a queue, so memory stays flat however long a recording
 runs and a burst of traffic never waits for YAML.
 
+Session mocks from a database or TCP proxy may be queued instead (``defer_session_mock``) and
+written together by ``flush``, which the recorder schedules once per event-loop pass: a busy
+connection then costs one journal write per pass rather than one per exchange. Queued records
+reach the journal before any other record and before ``close``.
+
 Session mocks are kept as YAML documents in memory and ``mocks/_session.yaml`` is rewritten once
 per batch of records.
 
@@ -162,6 +167,7 @@ class SetWriter:
                 str(self._journal_path), f"cannot create the journal: {exc}", _SPACE_HINT
             ) from exc
         self._session_docs: list[dict[str, Any]] = []
+        self._deferred: list[bytes] = []
         self._error: BaseException | None = None
         self._closed = False
         self._closing = threading.Event()
@@ -228,10 +234,27 @@ class SetWriter:
         """Record a mock made outside any test."""
         return self._append(journal.session_record(mock))
 
+    def defer_session_mock(self, mock: Mock) -> bool:
+        """Queue a session mock for the next ``flush``: many records then cost one write.
+
+        Returns True when the queue was empty before, so the caller knows to schedule a flush.
+        Any other record, and ``close``, flushes the queue first, so journal order is kept.
+        """
+        if self._closed:
+            raise RuntimeError(f"the writer for {self.path} is closed")
+        self._deferred.append(journal.session_record(mock))
+        return len(self._deferred) == 1
+
+    def flush(self) -> None:
+        """Write the queued session mocks to the journal in one append (see ``_append``)."""
+        if self._deferred and not self._closed:
+            self._append(b"")
+
     def close(self) -> None:
         """Write every YAML file, mark the set closed, drop the journal; raise the first error."""
         if self._closed:
             return
+        self.flush()  # a failure is kept in self._error and raised below
         self._closed = True
         self._journal.close()
         self._closing.set()
@@ -262,6 +285,9 @@ class SetWriter:
     def _append(self, record: bytes) -> Future[None]:
         if self._closed:
             raise RuntimeError(f"the writer for {self.path} is closed")
+        if self._deferred:
+            record = b"".join(self._deferred) + record
+            self._deferred.clear()
         future: Future[None] = Future()
         try:
             self._journal.append(record)

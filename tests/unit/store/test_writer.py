@@ -523,3 +523,34 @@ def test_a_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
     loaded = reader.load_set(w.path)
     assert [x.id for x in loaded.tests] == [case(1).id]
     assert loaded.info.closed is False
+
+
+def test_deferred_session_mocks_share_one_journal_write_and_keep_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = SetWriter(tmp_path, info())
+    appends: list[bytes] = []
+    real = w._journal.append
+    monkeypatch.setattr(w._journal, "append", lambda data: (appends.append(data), real(data)))
+    assert w.defer_session_mock(mock("s0")) is True  # first in the queue: schedule a flush
+    assert w.defer_session_mock(mock("s1")) is False
+    assert appends == []  # nothing written before the flush
+    w.flush()
+    assert len(appends) == 1 and appends[0].count(b"\n") == 2
+    w.defer_session_mock(mock("s2"))
+    w.add_session_mock(mock("s3"))  # another record writes the queue first, in order
+    assert len(appends) == 2 and appends[1].count(b"\n") == 2
+    w.defer_session_mock(mock("s4"))
+    w.close()  # close flushes what is still queued
+    session = reader.load_set(w.path).session
+    assert [m.id for m in session] == [f"s{i}" for i in range(5)]
+
+
+def test_deferred_session_mocks_survive_a_crash_once_flushed(tmp_path: Path) -> None:
+    w = SetWriter(tmp_path, info())
+    for i in range(3):
+        w.defer_session_mock(mock(f"s{i}"))
+    w.flush()
+    w._journal.close()  # the process dies here: no close(), no YAML
+    session = reader.load_set(w.path).session
+    assert [m.id for m in session] == ["s0", "s1", "s2"]
