@@ -5,11 +5,17 @@
     .venv/bin/python bench/mysql.py serve replay --set DIR --port PORT
 
 A throwaway MariaDB (mariadb-install-db in a temporary directory, as the test suite does) gets a
-table of 10,000 rows. Two workloads run three ways each, in alternating rounds, with
+table of 10,000 rows. Two workloads run four ways each, in alternating rounds, with
 ``mysqlslap`` (``mariadb-slap``): point reads by primary key, and a read/write mix (a point
 read, an UPDATE of the same row, a short range scan). The statements are a fixed list, so the
 replay sees the same statements as the recording; the recording made in each round is the one
-replayed in it. Results: median queries/s per way and the ratios to direct, as Markdown.
+replayed in it. Results: median queries/s per way and the ratios to direct (the median of the
+per-round ratios), as Markdown.
+
+The ways: ``direct`` (the server itself); ``haproxy``, HAProxy in ``mode tcp`` with
+``nbthread 1`` (one thread, like wiretape's one event loop) forwarding to the same server and
+doing nothing else (``bench/ceiling.py``), the ceiling of any user-space proxy on this machine,
+skipped with a message when haproxy is not installed; ``record`` and ``replay`` (below).
 
 ``serve`` runs one dependency the way ``wiretape record`` / ``wiretape test`` build it:
 ``record`` is ``SetWriter`` + ``Recorder`` + ``MysqlRecordHooks`` (no test in flight, so every
@@ -139,17 +145,23 @@ def start_serve(mode: str, set_dir: Path, upstream: str | None) -> object:
 
 
 def bench(opts: argparse.Namespace) -> None:
+    from ceiling import haproxy, skip_message
     from tests.helpers.mariadb_server import mariadb_server
     from tests.helpers.procs import Proc
 
     work = Path(tempfile.mkdtemp(prefix="wt-bench-mysql-"))
     loads = workloads(7, opts.queries)
-    files = {}
+    files: dict[str, tuple[Path, int]] = {}
     for name, statements in loads.items():
         path = work / f"{len(files)}.sql"
         path.write_text(";\n".join(statements) + ";\n")
         files[name] = (path, len(statements))
     results: dict[tuple[str, str], list[float]] = {}
+    ways = ["direct", "haproxy", "record", "replay"]
+    no_haproxy = skip_message()
+    if no_haproxy is not None:
+        print(no_haproxy, flush=True)
+        ways.remove("haproxy")
     try:
         with mariadb_server() as db:
             values = ",".join(f"({i}, 'account {i}', {i % 997})" for i in range(1, ROWS + 1))
@@ -162,6 +174,10 @@ def bench(opts: argparse.Namespace) -> None:
                 for name, (path, count) in files.items():
                     run = (db.user, db.password, path, opts.clients, count)
                     direct = slap(db.port, *run)
+                    ceiling = None
+                    if "haproxy" in ways:
+                        with haproxy(db.address) as front:
+                            ceiling = slap(front.port or 0, *run)
                     set_dir = work / f"set-{rnd}-{len(results)}"
                     rec = start_serve("record", set_dir, db.address)
                     assert isinstance(rec, Proc)
@@ -178,14 +194,14 @@ def bench(opts: argparse.Namespace) -> None:
                         misses = re.search(r"(\d+) misses", rep.output())
                         if misses is None or misses.group(1) != "0":
                             print(f"warning: replay misses: {rep.output()[-500:]}", flush=True)
-                    for way, qps in (("direct", direct), ("record", recorded),
-                                     ("replay", replayed)):  # fmt: skip
+                    measured = {"direct": direct, "haproxy": ceiling, "record": recorded,
+                                "replay": replayed}  # fmt: skip
+                    for way in ways:
+                        qps = measured[way]
+                        assert qps is not None
                         results.setdefault((name, way), []).append(qps)
-                    print(
-                        f"round {rnd + 1} {name}: direct {direct:.0f}, record {recorded:.0f}, "
-                        f"replay {replayed:.0f} queries/s",
-                        flush=True,
-                    )
+                    shown = ", ".join(f"{way} {results[(name, way)][-1]:.0f}" for way in ways)
+                    print(f"round {rnd + 1} {name}: {shown} queries/s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
@@ -194,12 +210,19 @@ def bench(opts: argparse.Namespace) -> None:
         f"{opts.rounds} rounds, medians ({time.strftime('%Y-%m-%d')})"
     )
     print()
-    print("| workload | statements per client | direct q/s | record q/s | replay q/s | "
-          "record / direct | replay / direct |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    others = ways[1:]
+    print("| workload | statements per client | " + " | ".join(f"{way} q/s" for way in ways)
+          + " | " + " | ".join(f"{way} / direct" for way in others) + " |")  # fmt: skip
+    print("|---|---:|" + "---:|" * (len(ways) + len(others)))
     for name, (_, count) in files.items():
-        d, r, p = (statistics.median(results[(name, w)]) for w in ("direct", "record", "replay"))
-        print(f"| {name} | {count} | {d:.0f} | {r:.0f} | {p:.0f} | {r / d:.2f}x | {p / d:.2f}x |")
+        direct_qps = results[(name, "direct")]
+        medians = [f"{statistics.median(results[(name, way)]):.0f}" for way in ways]
+        ratios = [
+            statistics.median(q / d for q, d in zip(results[(name, way)], direct_qps, strict=True))
+            for way in others
+        ]
+        print(f"| {name} | {count} | " + " | ".join(medians) + " | "
+              + " | ".join(f"{r:.2f}x" for r in ratios) + " |")  # fmt: skip
 
 
 def main() -> None:

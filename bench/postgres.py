@@ -3,12 +3,19 @@
     .venv/bin/python bench/postgres.py [--transactions N] [--clients C] [--rounds R]
 
 A throwaway PostgreSQL 15 (initdb in a temporary directory, as the test suite does) is
-initialized with ``pgbench -i -s 1``. Two workloads run three ways each, in alternating rounds:
+initialized with ``pgbench -i -s 1``. Two workloads run four ways each, in alternating rounds:
 ``-S`` (select only) and a small read/write script (SELECT + UPDATE of one account). Every run
 uses a fixed ``--random-seed`` and a fixed transaction count per client, so the replay sees the
 same statements as the recording; the recording made in each round is the one replayed in it.
-All runs use ``sslmode=disable`` so the three ways compare the same plain-TCP protocol (the direct
-server has no TLS). Results: median tps per way and the ratios to direct, as a Markdown table.
+All runs use ``sslmode=disable`` so the ways compare the same plain-TCP protocol (the direct
+server has no TLS). Results: median tps per way and the ratios to direct (the median of the
+per-round ratios), as a Markdown table.
+
+The ways: ``direct`` (the server itself); ``haproxy``, HAProxy in ``mode tcp`` with
+``nbthread 1`` (one thread, like wiretape's one event loop) forwarding to the same server and
+doing nothing else (``bench/ceiling.py``), the ceiling of any user-space proxy on this machine,
+skipped with a message when haproxy is not installed; ``record`` (wiretape's record proxy) and
+``replay`` (its mock server), both served by ``bench/pg_serve.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ceiling import haproxy, skip_message  # noqa: E402
 from tests.helpers.procs import Proc, free_port, wait_for_port  # noqa: E402
 from tests.helpers.servers import postgres_server  # noqa: E402
 
@@ -78,6 +86,11 @@ def main() -> None:
         "read/write script": ["-f", str(script), "-M", "extended"],
     }
     results: dict[tuple[str, str], list[float]] = {}
+    ways = ["direct", "haproxy", "record", "replay"]
+    no_haproxy = skip_message()
+    if no_haproxy is not None:
+        print(no_haproxy, flush=True)
+        ways.remove("haproxy")
     try:
         with postgres_server() as pg:
             env = dict(os.environ, PGPASSWORD=pg.password, PGSSLMODE="disable")
@@ -92,6 +105,10 @@ def main() -> None:
                 for name, args in workloads.items():
                     run = [*args, *common]
                     direct = pgbench(pg.bin_dir, pg.port, run, pg.password)
+                    ceiling = None
+                    if "haproxy" in ways:
+                        with haproxy(pg.address) as front:
+                            ceiling = pgbench(pg.bin_dir, front.port or 0, run, pg.password)
                     set_dir = work / f"set-{rnd}-{len(results)}"
                     rec = serve("record", set_dir, pg.address)
                     try:
@@ -106,23 +123,33 @@ def main() -> None:
                         misses = re.search(r"(\d+) misses", rep.output())
                         if misses is None or misses.group(1) != "0":
                             print(f"warning: replay misses: {rep.output()[-500:]}", flush=True)
-                    for way, tps in (("direct", direct), ("record", recorded),
-                                     ("replay", replayed)):
+                    measured = {"direct": direct, "haproxy": ceiling, "record": recorded,
+                                "replay": replayed}
+                    for way in ways:
+                        tps = measured[way]
+                        assert tps is not None
                         results.setdefault((name, way), []).append(tps)
-                    print(f"round {rnd + 1} {name}: direct {direct:.0f}, record {recorded:.0f}, "
-                          f"replay {replayed:.0f} tps", flush=True)
+                    shown = ", ".join(f"{way} {results[(name, way)][-1]:.0f}" for way in ways)
+                    print(f"round {rnd + 1} {name}: {shown} tps", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"pgbench, {opts.clients} clients, {opts.transactions} transactions each, "
           f"{opts.rounds} rounds, medians ({time.strftime('%Y-%m-%d')})")
     print()
-    print("| workload | direct tps | record tps | replay tps | record / direct | "
-          "replay / direct |")
-    print("|---|---:|---:|---:|---:|---:|")
+    others = ways[1:]
+    print("| workload | " + " | ".join(f"{way} tps" for way in ways) + " | "
+          + " | ".join(f"{way} / direct" for way in others) + " |")
+    print("|---|" + "---:|" * (len(ways) + len(others)))
     for name in workloads:
-        d, r, p = (statistics.median(results[(name, w)]) for w in ("direct", "record", "replay"))
-        print(f"| {name} | {d:.0f} | {r:.0f} | {p:.0f} | {r / d:.2f}x | {p / d:.2f}x |")
+        direct_tps = results[(name, "direct")]
+        medians = [f"{statistics.median(results[(name, way)]):.0f}" for way in ways]
+        ratios = [
+            statistics.median(t / d for t, d in zip(results[(name, way)], direct_tps, strict=True))
+            for way in others
+        ]
+        print(f"| {name} | " + " | ".join(medians) + " | "
+              + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
 
 
 if __name__ == "__main__":

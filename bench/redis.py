@@ -3,10 +3,14 @@
     .venv/bin/python bench/redis.py [--runs 3] [--requests 20000]
 
 Starts a redis-server (no persistence, a temporary directory under bench/.work), then runs
-``redis-benchmark -t get,set -n N -q -P 1`` and the same with ``-P 16`` against three targets,
+``redis-benchmark -t get,set -n N -q -P 1`` and the same with ``-P 16`` against these targets,
 interleaved, ``--runs`` times:
 
 - ``direct``: redis-server itself;
+- ``haproxy``: HAProxy in ``mode tcp`` with ``nbthread 1`` (one thread, like wiretape's one
+  event loop) forwarding to the same redis-server and doing nothing else (``bench/ceiling.py``):
+  the ceiling of any user-space proxy on this machine. Skipped with a message when haproxy is
+  not installed;
 - ``record``: wiretape's Redis record proxy in front of it, exactly as ``wiretape record`` serves
   a ``protocol: redis`` dependency (``RedisRecordHooks`` on a ``Listener``, uvloop when
   installed, a ``Recorder`` writing a real set). No inbound test is in flight, so every exchange is
@@ -42,6 +46,7 @@ WORK = BENCH_DIR / ".work" / "redis"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from ceiling import haproxy, skip_message  # noqa: E402
 from tests.helpers.procs import Proc, free_port, wait_for_port  # noqa: E402
 
 TESTS = ("SET", "GET")
@@ -187,16 +192,25 @@ def main() -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     results: dict[tuple[str, int, str], list[float]] = {}
     replay_set: Path | None = None
+    targets = ["direct", "haproxy", "forward", "record", "replay"]
+    no_haproxy = skip_message()
+    if no_haproxy is not None:
+        print(no_haproxy, flush=True)
+        targets.remove("haproxy")
     try:
         for run in range(args.runs):
-            order = ["direct", "forward", "record", "replay"]
+            order = list(targets)
             if run % 2:
                 order.reverse()
             if replay_set is None:  # the replay needs a recording first
-                order = ["direct", "forward", "record", "replay"]
+                order = list(targets)
             for target in order:
                 proc: Proc | None = None
                 port = redis_port
+                if target == "haproxy":
+                    with haproxy(f"127.0.0.1:{redis_port}") as ceiling:
+                        measure(results, run, target, ceiling.port or 0, args.requests)
+                    continue
                 if target in ("record", "forward"):
                     port = free_port()
                     sets = WORK / f"sets-{run}-{target}"
@@ -208,12 +222,7 @@ def main() -> None:
                     argv = ["serve-mock", str(replay_set), str(port)]
                     proc = start([*me, *argv], "serve-mock", port)
                 try:
-                    for pipeline in (1, 16):
-                        found = benchmark(port, pipeline, args.requests)
-                        for test, rate in found.items():
-                            if test in TESTS:
-                                results.setdefault((target, pipeline, test), []).append(rate)
-                        print(f"run {run + 1} {target:>6} -P {pipeline:<2} {found}", flush=True)
+                    measure(results, run, target, port, args.requests)
                 finally:
                     if proc is not None:
                         proc.popen.send_signal(signal.SIGTERM)
@@ -227,15 +236,34 @@ def main() -> None:
     report(results, args.runs, args.requests)
 
 
+def measure(
+    results: dict[tuple[str, int, str], list[float]],
+    run: int,
+    target: str,
+    port: int,
+    requests: int,
+) -> None:
+    """Run ``-P 1`` and ``-P 16`` against `port` and add the rates to `results`."""
+    for pipeline in (1, 16):
+        found = benchmark(port, pipeline, requests)
+        for test, rate in found.items():
+            if test in TESTS:
+                results.setdefault((target, pipeline, test), []).append(rate)
+        print(f"run {run + 1} {target:>7} -P {pipeline:<2} {found}", flush=True)
+
+
 def report(results: dict[tuple[str, int, str], list[float]], runs: int, requests: int) -> None:
+    columns = [("haproxy", "haproxy (ceiling)"), ("forward", "forward only"),
+               ("record", "record"), ("replay", "replay")]  # fmt: skip
+    columns = [(t, title) for t, title in columns if (t, 1, TESTS[0]) in results]
     print(f"\nmedian of {runs} runs, {requests} requests each (requests/s; ratio to direct)")
-    print("| test | -P | direct | forward only | ratio | record | ratio | replay | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| test | -P | direct | " + " | ".join(f"{title} | ratio" for _, title in columns) + " |")
+    print("|---|---:|---:|" + "---:|---:|" * len(columns))
     for pipeline in (1, 16):
         for test in TESTS:
             direct = results[("direct", pipeline, test)]
             row = [test, str(pipeline), f"{statistics.median(direct):,.0f}"]
-            for target in ("forward", "record", "replay"):
+            for target, _ in columns:
                 rates = results[(target, pipeline, test)]
                 ratios = [r / d for r, d in zip(rates, direct, strict=True)]
                 row += [f"{statistics.median(rates):,.0f}", f"{statistics.median(ratios):.2f}×"]

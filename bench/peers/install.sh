@@ -6,6 +6,8 @@
 #   mitmproxy  -> bench/.work/mitm-venv   (pip, its own venv; the project venv is not touched)
 #   py-spy     -> bench/.work/mitm-venv   (profiler used by `run.py --profile`, optional)
 #   WireMock   -> bench/.work/wiremock    (npm package `wiremock`, which bundles the standalone jar)
+#   HAProxy    -> /usr/sbin/haproxy       (Debian package, installed with apt-get when run as root;
+#                                          the ceiling column of bench/{redis,postgres,mysql}.py)
 #
 # Needs: python3 with venv, npm, java (17+) to run WireMock. wrk and nginx come from Debian:
 #   apt-get install -y wrk nginx-light   (this script only checks for them)
@@ -62,6 +64,24 @@ else
   fi
 fi
 command -v java >/dev/null || say "WireMock: java not found; WireMock benchmarks will be skipped"
+
+# --- HAProxy (Debian package) ------------------------------------------------------------------
+haproxy_bin() { command -v haproxy || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; }; }
+if [ -n "$(haproxy_bin)" ]; then
+  say "HAProxy: already installed ($("$(haproxy_bin)" -v 2>/dev/null | head -1))"
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  say "HAProxy: installing the Debian package"
+  if DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null \
+    && [ -n "$(haproxy_bin)" ]; then
+    say "HAProxy: installed ($("$(haproxy_bin)" -v 2>/dev/null | head -1))"
+  else
+    say "HAProxy: FAILED to install (try apt-get update first); the haproxy columns will be skipped"
+    status=1
+  fi
+else
+  say "HAProxy: not found; install it as root (apt-get install -y haproxy). The haproxy columns are skipped"
+  status=1
+fi
 
 # --- system tools (checked only) ----------------------------------------------------------------
 for tool in wrk nginx; do
