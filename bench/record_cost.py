@@ -1,10 +1,15 @@
-"""CPU cost of recording, in-process and without sockets: one PostgreSQL exchange through the
-parsers, the tracker and ``Recorder.add_wire_mock`` (journal included), and the secret redaction
-every recorded HTTP exchange goes through.
+"""CPU cost per PostgreSQL exchange, in-process and without sockets: recorded by the record proxy,
+answered by the mock server; and the secret redaction every recorded HTTP exchange goes through.
 
     .venv/bin/python bench/record_cost.py [--exchanges N] [--rounds R]
 
-Prints the median over rounds of microseconds per exchange.
+Recording drives a record proxy connection (``PgRecordHooks``) past its start-up and feeds it
+the bytes of an exchange of the ``pgbench -S`` shape from each side, as its two pumps do: both
+directions parsed, the tracker, the stored form, and ``Recorder.add_wire_mock`` with its journal
+write. Replay serves N such batches, each with its own parameter, to one mock server connection
+(``PgMockServer``) from an index of N recorded mocks rebuilt from their stored form, as
+``load_set`` does. Prints the median over rounds of microseconds per exchange, as wall time and
+as CPU time of the process (all its threads).
 """
 
 from __future__ import annotations
@@ -12,15 +17,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from wiretape.model import HttpRequest, HttpResponse, SetInfo, WireResponse
-from wiretape.protocols.postgres.codec import NEED_DATA, BackendParser, FrontendParser, encode
-from wiretape.protocols.postgres.exchange import Tracker
+from wiretape.config import DepConfig
+from wiretape.match.index import MockIndex
+from wiretape.model import (
+    HttpRequest,
+    HttpResponse,
+    LinkKind,
+    Mock,
+    SetInfo,
+    WireResponse,
+)
+from wiretape.protocols.postgres.codec import encode
+from wiretape.protocols.postgres.exchange import message_doc, request_for, startup_request
 from wiretape.protocols.postgres.messages import (
+    BackendMessage,
     Bind,
     BindComplete,
     CommandComplete,
@@ -29,6 +47,7 @@ from wiretape.protocols.postgres.messages import (
     Execute,
     FieldDescription,
     ObjectKind,
+    ParameterStatus,
     Parse,
     ParseComplete,
     ReadyForQuery,
@@ -37,77 +56,159 @@ from wiretape.protocols.postgres.messages import (
     Sync,
     TransactionStatus,
 )
+from wiretape.proxy.postgres import PgMockServer, PgRecordHooks, _RecordConnection
+from wiretape.proxy.tls import client_context
 from wiretape.runner.recorder import Recorder
 from wiretape.secrets import Secrets
 from wiretape.store.writer import SetWriter
 
 SQL = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"  # what pgbench -S sends
-CLIENT = b"".join(
-    encode(m)
-    for m in (
-        Parse("", SQL, ()),
-        Bind("", "", (), (b"12345",), ()),
-        Describe(ObjectKind.PORTAL, ""),
-        Execute("", 0),
-        Sync(),
-    )
-)
-SERVER = b"".join(
-    encode(m)
-    for m in (
-        ParseComplete(),
-        BindComplete(),
-        RowDescription((FieldDescription("abalance", 16397, 3, 23, 4, -1, 0),)),
-        DataRow((b"0",)),
-        CommandComplete("SELECT 1"),
-        ReadyForQuery(TransactionStatus.IDLE),
-    )
-)
+STARTUP = StartupMessage((("user", "bench"),))
+ANSWER: list[BackendMessage] = [
+    ParseComplete(),
+    BindComplete(),
+    RowDescription((FieldDescription("abalance", 16397, 3, 23, 4, -1, 0),)),
+    DataRow((b"0",)),
+    CommandComplete("SELECT 1"),
+    ReadyForQuery(TransactionStatus.IDLE),
+]
+SERVER = b"".join(encode(m) for m in ANSWER)
 
 
-async def pg_exchanges(n: int) -> float:
+def client_batch(aid: int) -> bytes:
+    return b"".join(
+        encode(m)
+        for m in (
+            Parse("", SQL, ()),
+            Bind("", "", (), (str(aid).encode(),), ()),
+            Describe(ObjectKind.PORTAL, ""),
+            Execute("", 0),
+            Sync(),
+        )
+    )
+
+
+CLIENT = client_batch(12345)
+
+
+class Scripted:
+    """A client stream that sends the given chunks, one per read, then ends."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self.written = 0
+
+    async def read(self) -> bytes:
+        return next(self._chunks, b"")
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    async def drain(self) -> None:
+        pass
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def peer(self) -> str:
+        return "bench"
+
+
+def timed(run: Callable[[], None], n: int) -> tuple[float, float]:
+    """Microseconds per item: wall time and process CPU time."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+
+
+async def _record(n: int, client: bytes) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         writer = SetWriter(Path(tmp), SetInfo("bench", time.time(), "bench"))
         recorder = Recorder(writer)
-        client = FrontendParser()
-        client.feed(encode(StartupMessage((("user", "bench"),))))
-        client.next_event()
-        server = BackendParser()
-        tracker = Tracker(new_tag=recorder.attribute_now)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            done = []
-            client.feed(CLIENT)
-            while (m := client.next_event()) is not NEED_DATA:
-                done += tracker.client(m, time.time())
-            server.feed(SERVER)
-            while (r := server.next_event()) is not NEED_DATA:
-                done += tracker.server(r, time.time())
-            for ex in done:
-                await recorder.add_wire_mock(
-                    "db",
-                    "postgres",
-                    ex.tag,  # type: ignore[arg-type]
-                    ex.request,
-                    WireResponse(ex.response_data()),
-                    started=ex.started,
-                    duration=ex.ended - ex.started,
-                )
-        elapsed = time.perf_counter() - t0
+        dep = DepConfig("db", "postgres", "127.0.0.1:1", upstream_tls="disable")
+        hooks = PgRecordHooks(recorder, dep, ca=None, upstream_tls=client_context())
+        conn = _RecordConnection(hooks, Scripted([]))
+        conn.frontend.feed(encode(STARTUP))
+        conn.frontend.next_event()
+        conn.ready = True
+
+        async def run() -> None:
+            for _ in range(n):
+                conn._parse_client(client)
+                conn._parse_server(SERVER)
+                await conn._flush()
+                await asyncio.sleep(0)  # one event-loop pass per exchange, as with one client
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        await run()
+        result = (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+        assert recorder.mocks == n, recorder.mocks
         writer.close()
-    return elapsed / n * 1e6
+    return result
 
 
-def http_redaction(n: int) -> float:
+def pg_record(n: int) -> tuple[float, float]:
+    return asyncio.run(_record(n, CLIENT))
+
+
+def _mocks(aids: list[int]) -> list[Mock]:
+    answer = WireResponse({"messages": [message_doc(m) for m in ANSWER]})
+    steps: list[Any] = [
+        {"parse": SQL},
+        None,
+        {"describe_portal": ""},
+        {"execute": 0},
+        "sync",
+    ]
+    start = WireResponse(
+        {
+            "messages": [
+                message_doc(ParameterStatus("server_version", "15.0")),
+                message_doc(ReadyForQuery(TransactionStatus.IDLE)),
+            ]
+        }
+    )
+    mocks = [
+        Mock("db-start", "db", "postgres", startup_request(STARTUP), start, None, LinkKind.SESSION)
+    ]
+    for i, aid in enumerate(aids):
+        steps[1] = {"bind": SQL, "params": [str(aid)]}
+        request = request_for(json.loads(json.dumps(steps)))
+        response = WireResponse(json.loads(json.dumps(answer.data)))
+        mocks.append(
+            Mock(f"db-{i:05d}", "db", "postgres", request, response, None, LinkKind.SESSION)
+        )
+    return mocks
+
+
+def pg_replay(n: int) -> tuple[float, float]:
+    rnd = random.Random(7)
+    aids = [rnd.randint(1, 100_000) for _ in range(n)]
+    index = MockIndex(_mocks(aids), {})
+    index.begin_test(None)
+    server = PgMockServer(DepConfig("db", "postgres", "127.0.0.1:1"), index, ca=None)
+    stream = Scripted([encode(STARTUP), *(client_batch(a) for a in aids)])
+    result = timed(lambda: asyncio.run(server.serve(stream)), n)
+    assert not index.misses(None), index.misses(None)[0]
+    return result
+
+
+def http_redaction(n: int) -> tuple[float, float]:
     secrets = Secrets()
     req = HttpRequest("GET", "/data.json?x=1", (("Host", "h"), ("Accept", "*/*")), b"")
     body = json.dumps({"id": 1, "name": "x", "items": [{"a": i} for i in range(20)]}).encode()
     resp = HttpResponse(200, "OK", (("Content-Type", "application/json"),), body)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        secrets.redact_request(req)
-        secrets.redact_response(resp)
-    return (time.perf_counter() - t0) / n * 1e6
+
+    def run() -> None:
+        for _ in range(n):
+            secrets.redact_request(req)
+            secrets.redact_response(resp)
+
+    return timed(run, n)
 
 
 def main() -> None:
@@ -115,10 +216,17 @@ def main() -> None:
     parser.add_argument("--exchanges", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    pg = [asyncio.run(pg_exchanges(args.exchanges)) for _ in range(args.rounds)]
-    http = [http_redaction(args.exchanges * 4) for _ in range(args.rounds)]
-    print(f"PostgreSQL exchange recorded (pgbench -S shape): {statistics.median(pg):.0f} us")
-    print(f"HTTP exchange redacted (request + JSON response): {statistics.median(http):.1f} us")
+    n = args.exchanges
+    rows: list[tuple[str, Callable[[], tuple[float, float]]]] = [
+        ("PostgreSQL exchange recorded (pgbench -S shape)", lambda: pg_record(n)),
+        ("PostgreSQL batch answered by the mock server", lambda: pg_replay(n)),
+        ("HTTP exchange redacted (request + JSON response)", lambda: http_redaction(n * 4)),
+    ]
+    for label, measure in rows:
+        results = [measure() for _ in range(args.rounds)]
+        wall = statistics.median(r[0] for r in results)
+        cpu = statistics.median(r[1] for r in results)
+        print(f"{label}: {wall:.1f} us wall, {cpu:.1f} us CPU")
 
 
 if __name__ == "__main__":

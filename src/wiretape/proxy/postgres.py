@@ -1,17 +1,21 @@
 """PostgreSQL: the record proxy in front of a real server, and the mock server for replay.
 
 Record (``PgRecordHooks``): each client connection gets its own upstream connection. Bytes are
-forwarded as they arrive in both directions and only then parsed; the ``Tracker`` pairs the parsed
-messages into exchanges, which become mocks. Authentication passes through to the real server and
-is never stored: the connection's start-up is kept as a reusable session mock holding only the
-server's ParameterStatus, BackendKeyData and ReadyForQuery. A client's SSLRequest is answered by
-wiretape itself (TLS with the wiretape CA, or ``N`` when ``client_tls: decline``); toward the
-server, TLS follows ``upstream_tls``. If a message cannot be parsed, the failure is logged and
-the connection carries on as a raw pipe; exchanges completed before it are kept.
+forwarded as they arrive in both directions and only then parsed, as frames once authentication
+is over (``protocols.postgres.frames``: a message seen before is known by its bytes); the
+``Tracker`` pairs them into exchanges, which become mocks. Authentication passes through to the
+real server and is never stored: the connection's start-up is kept as a reusable session mock
+holding only the server's ParameterStatus, BackendKeyData and ReadyForQuery. A client's
+SSLRequest is answered by wiretape itself (TLS with the wiretape CA, or ``N`` when
+``client_tls: decline``); toward the server, TLS follows ``upstream_tls``. If a message cannot be
+parsed, the failure is logged and the connection carries on as a raw pipe; exchanges completed
+before it are kept.
 
 Replay (``PgMockServer``): any credentials are accepted (AuthenticationOk), then the recorded
 start-up messages are sent. Each batch of client messages is looked up in the ``MockIndex`` with
-the same key the recording computed, and the recorded server messages are sent back. A miss is an
+the same key the recording computed, and the recorded server messages are sent back. The key is
+put together from the key parts of the batch's frames; the stored steps are built only when the
+exact key misses (to look again with the loose key and to explain a miss). A miss is an
 ErrorResponse with SQLSTATE ``WT001`` naming the statement and the closest recording; malformed
 bytes get SQLSTATE ``08P01`` and the connection is closed.
 """
@@ -30,44 +34,39 @@ from wiretape.config import DepConfig
 from wiretape.errors import ProtocolError
 from wiretape.match.index import MockIndex
 from wiretape.model import BlobRef, LinkKind, Miss, WireRequest, WireResponse
-from wiretape.protocols.postgres.codec import BackendParser, FrontendParser, NeedData, encode
+from wiretape.protocols.postgres.codec import (
+    BackendParser,
+    FrontendParser,
+    NeedData,
+    encode,
+)
 from wiretape.protocols.postgres.exchange import (
+    ENDS_BATCH,
+    SYNCS,
+    ClientStep,
     Exchange,
     Tracker,
     decode_after,
     decode_messages,
-    message_doc,
     startup_request,
-    step_for,
     with_request_noise,
 )
 from wiretape.protocols.postgres.exchange import request_for as pg_request
+from wiretape.protocols.postgres.frames import ClientFrames, ServerFrames, encode_answer
 from wiretape.protocols.postgres.messages import (
     AuthenticationOk,
     AuthenticationSASL,
     BackendKeyData,
     BackendMessage,
     CancelRequest,
-    CopyDone,
-    CopyFail,
     ErrorResponse,
-    Flush,
     FrontendMessage,
-    FunctionCall,
     GSSENCRequest,
-    GSSResponse,
     NegotiateProtocolVersion,
     ParameterStatus,
-    Parse,
-    PasswordMessage,
-    Query,
     ReadyForQuery,
-    SASLInitialResponse,
-    SASLResponse,
     SSLRequest,
     StartupMessage,
-    Sync,
-    Terminate,
     TransactionStatus,
 )
 from wiretape.proxy.streams import READ_SIZE, ByteStream, TlsServerStream, open_stream
@@ -84,7 +83,9 @@ PROTOCOL_VIOLATION = "08P01"
 LARGE_MESSAGES = 2000  # a response with more messages is stored as raw bytes in bodies/
 PREVIEW_MESSAGES = 20
 SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
-_BATCH_ENDS = (Sync, Flush, Query, CopyDone, CopyFail, FunctionCall)
+_TERMINATE = ord("X")
+_PASSWORD = ord("p")  # a password, SASL or GSSAPI message
+_FLUSH_KEY = ("flush",)
 
 
 def error_message(code: str, message: str, detail: str = "") -> bytes:
@@ -112,6 +113,8 @@ class PgRecordHooks:
         self.dep = dep
         self.ca = ca
         self.upstream_tls = upstream_tls
+        self.client_frames = ClientFrames()
+        self.server_frames = ServerFrames()
 
     async def serve(self, client: ByteStream) -> None:
         await _RecordConnection(self, client).run()
@@ -288,20 +291,27 @@ class _RecordConnection:
             await upstream.drain()
 
     def _parse_client(self, data: bytes) -> None:
+        frontend = self.frontend
+        frames = self.hooks.client_frames
+        tracker = self.tracker
+        now = time.time()
         try:
-            self.frontend.feed(data)
+            frontend.feed(data)
             while True:
-                event = self.frontend.next_event()
-                if isinstance(event, NeedData):
+                at, split = frontend.frames()
+                if not split:
                     return
-                self._on_client(event)
+                for frame in split:
+                    if not self.ready or frame[0] == _TERMINATE:
+                        frontend.decode_frame(frame, at)  # checked, not recorded
+                    else:
+                        info = frames.step(frame, at, tracker.statements, frontend.decode_frame)
+                        exchanges = tracker.add_client(info, now)
+                        if exchanges:
+                            self.pending.extend(exchanges)
+                    at += len(frame)
         except ProtocolError as exc:
             self._give_up("client", exc)
-
-    def _on_client(self, message: FrontendMessage) -> None:
-        if not self.ready or isinstance(message, Terminate):
-            return
-        self._queue(self.tracker.client(message, time.time()))
 
     async def _pump_server(self, upstream: ByteStream) -> None:
         while not self.ready and self.parsing:
@@ -354,20 +364,28 @@ class _RecordConnection:
                     self._parse_server(b"")
 
     def _parse_server(self, data: bytes) -> None:
+        """What the server sent once authentication is over."""
+        backend = self.backend
+        frames = self.hooks.server_frames
+        tracker = self.tracker
+        now = time.time()
         try:
-            self.backend.feed(data)
+            backend.feed(data)
             while True:
-                event = self.backend.next_event()
-                if isinstance(event, NeedData):
+                at, split = backend.frames()
+                if not split:
                     return
-                self._on_server(event)
+                for frame in split:
+                    answer = frames.answer(frame, at, backend.decode_frame)
+                    exchanges = tracker.add_server(frame[0], answer, now)
+                    if exchanges:
+                        self.pending.extend(exchanges)
+                    at += len(frame)
         except ProtocolError as exc:
             self._give_up("server", exc)
 
     def _on_server(self, message: BackendMessage) -> None:
-        if self.ready:
-            self._queue(self.tracker.server(message, time.time()))
-            return
+        """A server message during authentication."""
         self.frontend.expect_auth(message)
         if isinstance(message, AuthenticationOk):
             self.startup_messages = []
@@ -388,9 +406,6 @@ class _RecordConnection:
                     self.dep,
                     self.dep,
                 )
-
-    def _queue(self, exchanges: list[Exchange]) -> None:
-        self.pending.extend(exchanges)
 
     async def _flush(self) -> None:
         while self.pending:
@@ -432,14 +447,14 @@ class _RecordConnection:
         )
 
     def _response(self, exchange: Exchange) -> WireResponse:
-        if len(exchange.messages) <= LARGE_MESSAGES:
+        if exchange.message_count <= LARGE_MESSAGES:
             return WireResponse(exchange.response_data())
         sink = self.hooks.recorder.new_sink()
-        for message in exchange.messages:
-            sink.write(encode(message))
+        for frame in exchange.wire():
+            sink.write(frame)
         preview: dict[str, Any] = {
-            "messages": [message_doc(m) for m in exchange.messages[:PREVIEW_MESSAGES]],
-            "total": len(exchange.messages),
+            "messages": exchange.docs(PREVIEW_MESSAGES),
+            "total": exchange.message_count,
         }
         return WireResponse(preview, sink.finish())
 
@@ -472,9 +487,9 @@ class PgMockServer:
         self.dep = dep
         self.index = index
         self.ca = ca
-        # Encoded answers by mock id: a recording is decoded and encoded once, however often
-        # it answers.
+        # Encoded answers by mock id: a recording is encoded once, however often it answers.
         self.encoded: dict[str, tuple[bytes, TransactionStatus | None]] = {}
+        self.frames = ClientFrames()
 
     async def serve(self, client: ByteStream) -> None:
         await _MockConnection(self, client).run()
@@ -487,7 +502,8 @@ class _MockConnection:
         self.client = client
         self.parser = FrontendParser(max_message_size=server.dep.max_message_size)
         self.statements: dict[str, str] = {}
-        self.steps: list[Any] = []
+        self.batch: list[ClientStep] = []
+        self.typed = False  # the StartupMessage is answered: typed messages follow, as frames
         self.status = TransactionStatus.IDLE
         self.failed = False  # a miss in the extended protocol: skip to the next Sync
         self.pushes: list[asyncio.Task[None]] = []
@@ -500,29 +516,76 @@ class _MockConnection:
                 task.cancel()
 
     async def _loop(self) -> None:
+        if await self._start():
+            await self._serve_batches()
+
+    async def _start(self) -> bool:
+        """The connection start, up to the answered StartupMessage; False when it ends there."""
+        parser = self.parser
+        while not self.typed:
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                await self._malformed(exc)
+                return False
+            if isinstance(event, NeedData):
+                if not await self._receive():
+                    return False
+            elif not await self._on_message(event):
+                await self.client.drain()
+                return False
+        return True
+
+    async def _serve_batches(self) -> None:
+        """Typed messages, split into frames; each batch is answered when it ends."""
+        parser = self.parser
+        frames = self.server.frames
+        statements = self.statements
+        batch = self.batch
         while True:
             try:
-                event = self.parser.next_event()
+                at, split = parser.frames()
+                while split:
+                    for frame in split:
+                        tag = frame[0]
+                        if tag == _TERMINATE:
+                            await self.client.drain()
+                            return
+                        if tag != _PASSWORD:  # any credentials are accepted
+                            info = frames.step(frame, at, statements, parser.decode_frame)
+                            batch.append(info)
+                            if info.prepared is not None:
+                                statements[info.prepared[0]] = info.prepared[1]
+                            if info.flags & ENDS_BATCH:
+                                self.batch = []
+                                await self._answer(batch, bool(info.flags & SYNCS))
+                                batch = self.batch
+                        at += len(frame)
+                    at, split = parser.frames()
             except ProtocolError as exc:
-                log.info("%s: malformed client bytes: %s", self.dep, exc)
-                self.client.write(
-                    error_message(PROTOCOL_VIOLATION, f"wiretape: malformed message: {exc.message}")
-                )
-                await self.client.drain()
+                await self._malformed(exc)
                 return
-            if isinstance(event, NeedData):
-                await self.client.drain()
-                data = await self.client.read()
-                if not data:
-                    return
-                with contextlib.suppress(ProtocolError):
-                    self.parser.feed(data)
-                continue
-            if not await self._on_message(event):
-                await self.client.drain()
+            if not await self._receive():
                 return
 
+    async def _receive(self) -> bool:
+        await self.client.drain()
+        data = await self.client.read()
+        if not data:
+            return False
+        with contextlib.suppress(ProtocolError):
+            self.parser.feed(data)
+        return True
+
+    async def _malformed(self, exc: ProtocolError) -> None:
+        log.info("%s: malformed client bytes: %s", self.dep, exc)
+        self.client.write(
+            error_message(PROTOCOL_VIOLATION, f"wiretape: malformed message: {exc.message}")
+        )
+        await self.client.drain()
+
     async def _on_message(self, m: FrontendMessage) -> bool:
+        """A message of the connection start."""
         if isinstance(m, SSLRequest):
             accept = self.server.dep.client_tls == "accept" and self.server.ca is not None
             self.client.write(b"S" if accept else b"N")
@@ -545,21 +608,9 @@ class _MockConnection:
             return False
         if isinstance(m, StartupMessage):
             self._answer_startup(m)
+            self.typed = True
             return True
-        if isinstance(m, Terminate):
-            return False
-        if isinstance(m, PasswordMessage | SASLInitialResponse | SASLResponse | GSSResponse):
-            return True  # any credentials are accepted
-        self.steps.append(step_for(m, self.statements))
-        self._track(m)
-        if isinstance(m, _BATCH_ENDS):
-            steps, self.steps = self.steps, []
-            await self._answer(steps, m)
-        return True
-
-    def _track(self, m: FrontendMessage) -> None:
-        if isinstance(m, Parse):
-            self.statements[m.name] = m.query
+        raise AssertionError(f"{type(m).__name__} is a typed message, read as a frame")
 
     def _answer_startup(self, m: StartupMessage) -> None:
         self.client.write(encode(AuthenticationOk()))
@@ -573,21 +624,27 @@ class _MockConnection:
         for message in decode_messages(found.response.data):
             self.client.write(encode(message))
 
-    async def _answer(self, steps: list[Any], last: FrontendMessage) -> None:
-        syncs = isinstance(last, Sync | Query | FunctionCall | CopyDone | CopyFail)
+    async def _answer(self, batch: list[ClientStep], syncs: bool) -> None:
         if self.failed:
             if syncs:
                 self.failed = False
                 self._ready(TransactionStatus.FAILED if self._in_tx else TransactionStatus.IDLE)
             return
-        if steps == ["flush"]:
+        if len(batch) == 1 and batch[0].key == _FLUSH_KEY:
             return
         index = self.server.index
         noise = self.server.dep.request_noise
-        request: WireRequest = with_request_noise(pg_request(steps, exact_only=True), noise)
+        request: WireRequest
+        if noise:
+            steps = [info.stored() for info in batch]
+            request = with_request_noise(pg_request(steps, exact_only=True), noise)
+        else:
+            # The exact key is all a hit needs; the steps are built only for a miss.
+            request = WireRequest("", None, tuple([info.key for info in batch]))
         found = index.lookup(self.dep, request, optional=True)
         if isinstance(found, Miss):
             # Not recorded as is: look again with the loose key, and explain a real miss.
+            steps = [info.stored() for info in batch]
             request = with_request_noise(pg_request(steps), noise)
             found = index.lookup(self.dep, request)
             if isinstance(found, Miss):
@@ -606,13 +663,7 @@ class _MockConnection:
             return
         cached = self.server.encoded.get(found.id)
         if cached is None:
-            messages = decode_messages(response.data)
-            status = None
-            for message in messages:
-                if isinstance(message, ReadyForQuery):
-                    status = message.status
-            cached = (b"".join(encode(msg) for msg in messages), status)
-            self.server.encoded[found.id] = cached
+            cached = self.server.encoded[found.id] = encode_answer(response.data)
         self.client.write(cached[0])
         if cached[1] is not None:
             self.status = cached[1]

@@ -3,7 +3,7 @@
 How the parsers work
 --------------------
 ``FrontendParser`` reads what the client sends and ``BackendParser`` what the server sends. Fed
-bytes go into one bytearray; ``_pos`` is the offset of the next unparsed byte and ``_base`` the
+bytes go into one buffer; ``_pos`` is the offset of the next unparsed byte and ``_base`` the
 stream offset of the buffer's first byte. The parsed prefix is dropped when new bytes arrive, so
 the buffer holds at most the message being read plus whatever followed it in the same ``feed()``.
 
@@ -14,7 +14,13 @@ and the size range of that type), and then the payload is decoded in one go by t
 the type byte selects. Every decision depends on complete units, so a stream fed whole or byte by
 byte gives the same messages and the same errors. Large messages (a DataRow with a big value, a
 CopyData chunk) are buffered whole, up to ``max_message_size`` (1 GiB by default, the largest
-message PostgreSQL itself accepts).
+message PostgreSQL itself accepts). When everything fed before was parsed, the fed bytes become
+the buffer as they are, without a copy.
+
+Typed messages can also be split off undecoded: ``frames()`` (or ``next_frame()``) returns their
+exact bytes after the same checks of type and length, and ``decode_frame()`` decodes one with the
+same decoder and errors as ``next_event()``. A proxy that only needs some messages decoded, or
+that recognizes repeated messages by their bytes, reads frames (see ``frames.py``).
 
 Connection start (data, in ``_AFTER_UNTYPED`` and ``_ANSWERS``)::
 
@@ -112,6 +118,8 @@ __all__ = [
     "BackendParser",
     "FrontendParser",
     "NeedData",
+    "bind_fields",
+    "data_row_values",
     "encode",
     "normalize_sql",
     "statement_kind",
@@ -417,6 +425,91 @@ _BACKEND_DECODERS: Mapping[bytes, _Decoder] = {
     b"V": lambda r: FunctionCallResponse(r.value("the result")),
 }
 
+# -- fields of frequent frames, read without building a message ----------------------------------
+# Each returns None for anything but a well-formed frame of its type; ``decode_frame`` then says
+# what is wrong with it. Whatever they accept, the decoders above accept and read the same.
+
+
+def _utf8(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _is_frame(frame: bytes, tag: int) -> bool:
+    return len(frame) >= 5 and frame[0] == tag and _I32.unpack_from(frame, 1)[0] == len(frame) - 1
+
+
+def bind_fields(
+    frame: bytes,
+) -> tuple[str, str, tuple[int, ...], tuple[bytes | None, ...], tuple[int, ...]] | None:
+    """A Bind frame's portal, statement, parameter formats, parameters and result formats."""
+    end = len(frame)
+    if not _is_frame(frame, 0x42):
+        return None
+    portal_end = frame.find(0, 5)
+    if portal_end < 0:
+        return None
+    statement_end = frame.find(0, portal_end + 1)
+    if statement_end < 0:
+        return None
+    pos = statement_end + 3
+    if pos > end:
+        return None
+    count = (frame[pos - 2] << 8) | frame[pos - 1]
+    if pos + 2 * count + 2 > end:
+        return None
+    formats: tuple[int, ...] = struct.unpack_from(f"!{count}h", frame, pos) if count else ()
+    pos += 2 * count + 2
+    count = (frame[pos - 2] << 8) | frame[pos - 1]
+    params: list[bytes | None] = []
+    for _ in range(count):
+        if pos + 4 > end:
+            return None
+        (size,) = _I32.unpack_from(frame, pos)
+        pos += 4
+        if size == -1:
+            params.append(None)
+        elif 0 <= size <= end - pos:
+            params.append(frame[pos : pos + size])
+            pos += size
+        else:
+            return None
+    pos += 2
+    if pos > end:
+        return None
+    count = (frame[pos - 2] << 8) | frame[pos - 1]
+    if pos + 2 * count != end:
+        return None
+    results: tuple[int, ...] = struct.unpack_from(f"!{count}h", frame, pos) if count else ()
+    portal = _utf8(frame[5:portal_end]) if portal_end > 5 else ""
+    statement = (
+        _utf8(frame[portal_end + 1 : statement_end]) if statement_end > portal_end + 1 else ""
+    )
+    return portal, statement, formats, tuple(params), results
+
+
+def data_row_values(frame: bytes) -> list[bytes | None] | None:
+    """A DataRow frame's column values (None for NULL)."""
+    end = len(frame)
+    if end < 7 or not _is_frame(frame, 0x44):
+        return None
+    count = (frame[5] << 8) | frame[6]
+    pos = 7
+    values: list[bytes | None] = []
+    for _ in range(count):
+        if pos + 4 > end:
+            return None
+        (size,) = _I32.unpack_from(frame, pos)
+        pos += 4
+        if size == -1:
+            values.append(None)
+        elif 0 <= size <= end - pos:
+            values.append(frame[pos : pos + size])
+            pos += size
+        else:
+            return None
+    return values if pos == end else None
+
+
 # Payload size (without type byte and length) allowed per type: (minimum, maximum or None).
 # Checked as soon as the length arrives, so a corrupt length fails before its body is awaited.
 _FRONTEND_SIZES: Mapping[bytes, tuple[int, int | None]] = {
@@ -505,16 +598,31 @@ def _untyped(r: _Reader, code: int) -> FrontendMessage:
 # -- parsers --------------------------------------------------------------------------------------
 
 M = TypeVar("M")
+_R = TypeVar("_R")
 
 
 class _Parser(Generic[M]):
     """Buffering, offsets, end of stream and the sticky error state shared by both parsers."""
 
-    def __init__(self, *, max_message_size: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_size: int,
+        decoders: Mapping[bytes, _Decoder],
+        sizes: Mapping[bytes, tuple[int, int | None]],
+        names: Mapping[int, str],
+        side: str,
+    ) -> None:
         if max_message_size < 4:
             raise ValueError("max_message_size must be at least 4 (the length field itself)")
         self._max = max_message_size
-        self._buf = bytearray()
+        self._decoders = dict(decoders)
+        self._sizes = sizes
+        self._names = names
+        self._side = side
+        self._bounds = _bounds(sizes)
+        self._final = -1  # the type byte of a message after which frames stop (Terminate)
+        self._buf: bytes | bytearray = b""
         self._base = 0
         self._pos = 0
         self._eof = False
@@ -529,9 +637,19 @@ class _Parser(Generic[M]):
                 "feed() was called after feed_eof(); a closed stream cannot receive more bytes",
                 self.consumed,
             )
-        pos = self._pos
-        if pos and (pos >= _COMPACT_AT or pos * 2 >= len(self._buf)):
-            del self._buf[:pos]
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            # Everything before was parsed: the fed bytes are the buffer, without a copy.
+            self._base += pos
+            self._buf = bytes(data)
+            self._pos = 0
+            return
+        if not isinstance(buf, bytearray):
+            self._buf = bytearray(memoryview(buf)[pos:])
+            self._base += pos
+            self._pos = 0
+        elif pos and (pos >= _COMPACT_AT or pos * 2 >= len(buf)):
+            del buf[:pos]
             self._base += pos
             self._pos = 0
         self._buf += data
@@ -542,9 +660,12 @@ class _Parser(Generic[M]):
         self._eof = True
 
     def next_event(self) -> M | NeedData:
+        return self._run(self._step)
+
+    def _run(self, step: Callable[[], _R]) -> _R:
         self._check_error()
         try:
-            result = self._step()
+            result = step()
             if result is NEED_DATA and self._eof and self._incomplete():
                 pending = len(self._buf) - self._pos
                 raise ProtocolError(
@@ -580,22 +701,24 @@ class _Parser(Generic[M]):
         with memoryview(self._buf)[start:end] as view:
             return view.tobytes()
 
-    def _typed(
+    def _header(
         self,
-        decoders: Mapping[bytes, _Decoder],
+        known: Mapping[bytes, object],
         sizes: Mapping[bytes, tuple[int, int | None]],
         names: Mapping[int, str],
         side: str,
-    ) -> Any:
-        """One typed message (type byte, Int32 length, payload), or NEED_DATA."""
+    ) -> int | NeedData:
+        """The total size of the typed message at ``_pos`` once all of it is buffered.
+
+        Checks the type byte as soon as it arrives and the length as soon as its four bytes do.
+        """
         buf, pos = self._buf, self._pos
         avail = len(buf) - pos
         if avail < 1:
             return NEED_DATA
         at = self._base + pos
         tag = bytes(buf[pos : pos + 1])
-        decoder = decoders.get(tag)
-        if decoder is None:
+        if tag not in known:
             raise ProtocolError(
                 f"unknown {side} message type {tag!r}: not a PostgreSQL 3.0 message "
                 "(the connection may use another protocol, or the stream lost its framing)",
@@ -629,11 +752,152 @@ class _Parser(Generic[M]):
             )
         if avail < 1 + length:
             return NEED_DATA
-        reader = _Reader(self._payload(pos + 5, pos + 1 + length), at + 5, name)
-        message = decoder(reader)
+        total: int = 1 + length
+        return total
+
+    def _typed(
+        self,
+        decoders: Mapping[bytes, _Decoder],
+        sizes: Mapping[bytes, tuple[int, int | None]],
+        names: Mapping[int, str],
+        side: str,
+    ) -> Any:
+        """One typed message (type byte, Int32 length, payload), or NEED_DATA."""
+        total = self._header(decoders, sizes, names, side)
+        if not isinstance(total, int):
+            return NEED_DATA
+        pos = self._pos
+        tag = bytes(self._buf[pos : pos + 1])
+        reader = _Reader(self._payload(pos + 5, pos + total), self._base + pos + 5, names[tag[0]])
+        message = decoders[tag](reader)
         reader.done()
-        self._pos = pos + 1 + length
+        self._pos = pos + total
         return message
+
+    # frames: typed messages split off undecoded
+
+    def next_frame(self) -> bytes | NeedData:
+        """The next typed message as its exact bytes (type byte, length, payload), undecoded.
+
+        Its type and length are checked as ``next_event()`` checks them, so a stream split into
+        frames fails at the same offsets with the same errors; ``decode_frame()`` then decodes
+        (and checks) the payload. Only for typed messages: a ``FrontendParser`` reads the
+        connection start with ``next_event()`` until the StartupMessage, and a ``BackendParser``
+        reads an SSL answer with ``next_event()``.
+        """
+        error = self._error
+        if error is None and self._framing():
+            buf, pos = self._buf, self._pos
+            avail = len(buf) - pos
+            if avail >= 5:
+                bounds = self._bounds.get(buf[pos])
+                (length,) = _I32.unpack_from(buf, pos + 1)
+                if (
+                    bounds is not None
+                    and bounds[0] <= length <= bounds[1]
+                    and length <= self._max
+                    and avail > length
+                ):
+                    end = pos + 1 + length
+                    if isinstance(buf, bytes):
+                        frame = buf[pos:end]
+                    else:
+                        frame = bytes(buf[pos:end]) if length < 4096 else self._payload(pos, end)
+                    self._pos = end
+                    self._framed(frame)
+                    return frame
+        return self._run(self._next_frame)
+
+    def frames(self) -> tuple[int, list[bytes]]:
+        """Every complete typed message buffered, as ``next_frame()`` returns them, with the
+        stream offset of the first; no frames when more bytes are needed.
+
+        It stops before a message that breaks the framing, so the frames before it come out
+        first; the call after them raises ``ProtocolError``, as ``next_frame()`` would.
+        """
+        buf, pos = self._buf, self._pos
+        start = self._base + pos
+        end = len(buf)
+        if self._error is None and self._framing():
+            if pos == end:
+                return start, []
+            bounds, limit, final = self._bounds, self._max, self._final
+            whole = buf if isinstance(buf, bytes) else None
+            out: list[bytes] = []
+            while end - pos >= 5:
+                tag = buf[pos]
+                allowed = bounds.get(tag)
+                (length,) = _I32.unpack_from(buf, pos + 1)
+                stop = pos + 1 + length
+                if (
+                    allowed is None
+                    or not allowed[0] <= length <= allowed[1]
+                    or length > limit
+                    or stop > end
+                ):
+                    break
+                if whole is not None:
+                    out.append(whole[pos:stop])
+                else:
+                    out.append(bytes(buf[pos:stop]) if length < 4096 else self._payload(pos, stop))
+                pos = stop
+                if tag == final:
+                    break
+            if out:
+                self._pos = pos
+                self._framed(out[-1])
+                return start, out
+        frame = self.next_frame()
+        return start, [frame] if isinstance(frame, bytes) else []
+
+    def decode_frame(self, frame: bytes, at: int) -> M:
+        """The message of a frame that ``next_frame()`` returned; ``at`` is its stream offset.
+
+        A payload that does not decode raises ``ProtocolError`` as ``next_event()`` would for it,
+        and the parser then stays in that error.
+        """
+        self._check_error()
+        tag = frame[:1]
+        reader = _Reader(frame[5:], at + 5, self._names[frame[0]])
+        try:
+            message: M = self._decoders[tag](reader)
+            reader.done()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        return message
+
+    def _framing(self) -> bool:
+        """Whether the parser reads typed messages, the state in which frames are split."""
+        raise NotImplementedError
+
+    def _framed(self, frame: bytes) -> None:
+        """State change caused by a frame just split off."""
+
+    def _next_frame(self) -> bytes | NeedData:
+        if not self._framing():
+            return self._not_framing()
+        total = self._header(self._decoders, self._sizes, self._names, self._side)
+        if not isinstance(total, int):
+            return NEED_DATA
+        pos = self._pos
+        frame = self._payload(pos, pos + total)
+        self._pos = pos + total
+        self._framed(frame)
+        return frame
+
+    def _not_framing(self) -> NeedData:
+        raise RuntimeError("next_frame() reads typed messages only; call next_event() here")
+
+
+def _bounds(
+    sizes: Mapping[bytes, tuple[int, int | None]],
+) -> dict[int, tuple[int, int]]:
+    """Type byte -> the range of the length field (payload size + 4) allowed for it."""
+    return {
+        tag[0]: (low + 4, (1 << 31) - 1 if high is None else high + 4)
+        for tag, (low, high) in sizes.items()
+    }
 
 
 class _FState(enum.Enum):
@@ -691,13 +955,19 @@ class FrontendParser(_Parser[FrontendMessage]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_startup_size: int = DEFAULT_MAX_STARTUP_SIZE,
     ) -> None:
-        super().__init__(max_message_size=max_message_size)
+        super().__init__(
+            max_message_size=max_message_size,
+            decoders=_FRONTEND_DECODERS,
+            sizes=_FRONTEND_SIZES,
+            names=_FRONTEND_NAMES,
+            side="frontend",
+        )
         self._max_startup = max_startup_size
+        self._final = 0x58  # Terminate
         self._state = _FState.STARTUP
         self._asked: type | None = None
         self._encrypted = False
         self._auth = _Auth.UNKNOWN
-        self._decoders = dict(_FRONTEND_DECODERS)
 
     def ssl_answered(self, answer: bytes) -> None:
         """Report the server's answer to the SSLRequest (``S``/``N``) or GSSENCRequest (``G``/``N``)
@@ -743,6 +1013,26 @@ class FrontendParser(_Parser[FrontendMessage]):
     def _incomplete(self) -> bool:
         return self._state in (_FState.STARTUP, _FState.TYPED) and super()._incomplete()
 
+    def _framing(self) -> bool:
+        return self._state is _FState.TYPED
+
+    def _framed(self, frame: bytes) -> None:
+        if frame[0] == 0x58:  # Terminate
+            self._state = _FState.DONE
+
+    def _not_framing(self) -> NeedData:
+        if self._state is _FState.DONE:
+            return self._done()
+        return super()._not_framing()
+
+    def _done(self) -> NeedData:
+        if len(self._buf) > self._pos:
+            raise ProtocolError(
+                "the client sent bytes after Terminate or CancelRequest, which end the connection",
+                self.consumed,
+            )
+        return NEED_DATA
+
     def _step(self) -> FrontendMessage | NeedData:
         state = self._state
         if state is _FState.TYPED:
@@ -754,11 +1044,8 @@ class FrontendParser(_Parser[FrontendMessage]):
             return message
         if state is _FState.STARTUP:
             return self._on_startup()
-        if state is _FState.DONE and len(self._buf) > self._pos:
-            raise ProtocolError(
-                "the client sent bytes after Terminate or CancelRequest, which end the connection",
-                self.consumed,
-            )
+        if state is _FState.DONE:
+            return self._done()
         return NEED_DATA
 
     def _on_startup(self) -> FrontendMessage | NeedData:
@@ -822,8 +1109,17 @@ class BackendParser(_Parser[BackendMessage]):
     """Parses what a server sends. Raises only ``ProtocolError``; then every call raises it."""
 
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        super().__init__(max_message_size=max_message_size)
+        super().__init__(
+            max_message_size=max_message_size,
+            decoders=_BACKEND_DECODERS,
+            sizes=_BACKEND_SIZES,
+            names=_BACKEND_NAMES,
+            side="backend",
+        )
         self._state = _BState.TYPED
+
+    def _framing(self) -> bool:
+        return self._state is _BState.TYPED
 
     def expect_ssl_answer(self) -> None:
         """The client sent SSLRequest or GSSENCRequest: the next byte is the one-byte answer.
@@ -852,7 +1148,7 @@ class BackendParser(_Parser[BackendMessage]):
                 )
             self._state = _BState.TYPED
         message: BackendMessage | NeedData = self._typed(
-            _BACKEND_DECODERS, _BACKEND_SIZES, _BACKEND_NAMES, "backend"
+            self._decoders, _BACKEND_SIZES, _BACKEND_NAMES, "backend"
         )
         return message
 

@@ -43,12 +43,12 @@ from __future__ import annotations
 import functools
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wiretape.model import WireRequest
-from wiretape.protocols.postgres.codec import encode, statement_kind
+from wiretape.protocols.postgres.codec import BackendParser, encode, statement_kind
 from wiretape.protocols.postgres.codec import normalize_sql as _normalize_sql
 from wiretape.protocols.postgres.messages import (
     BackendKeyData,
@@ -611,54 +611,16 @@ CODEC = WireCodec(
 )
 
 
-# -- tracking a connection --------------------------------------------------------------------
+# -- what one client message does to its batch ----------------------------------------------
 
+# ClientStep.flags
+ENDS_BATCH = 1  # the client waits for the server after it: Sync, Flush, Query, CopyDone/Fail, F
+SYNCS = 2  # it ends the batch and is answered with ReadyForQuery (every batch end but Flush)
+COPY_END = 4  # CopyDone or CopyFail
+LISTENS = 8  # it starts listening for notifications
 
-@dataclass(slots=True)
-class Exchange:
-    """A completed batch: what the client sent and every server message that answered it."""
-
-    request: WireRequest
-    messages: list[BackendMessage]
-    started: float
-    ended: float
-    after: list[tuple[float, BackendMessage]] = field(default_factory=list)
-    tag: object = None  # what the caller's ``new_tag`` gave when the batch began
-
-    def response_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"messages": [message_doc(m) for m in self.messages]}
-        if self.after:
-            data["after"] = [
-                {"delay_ms": round(delay * 1000, 3), "message": message_doc(m)}
-                for delay, m in self.after
-            ]
-        return data
-
-
-@dataclass(slots=True)
-class _Batch:
-    steps: list[Any]
-    started: float
-    messages: list[BackendMessage] = field(default_factory=list)
-    outstanding: int = 0
-    closed: bool = False
-    ended: float = 0.0
-    tag: object = None
-
-
-# What ends the answer to a queued client message.
+# What ends the answer to a queued client message (ClientStep.expect).
 _SYNC, _PARSE, _BIND, _DESCRIBE, _EXECUTE, _CLOSE, _QUERY, _COPY_TAIL, _COPY_TAIL_SIMPLE = range(9)
-_ENDS: dict[int, tuple[type, ...]] = {
-    _SYNC: (ReadyForQuery,),
-    _PARSE: (ParseComplete,),
-    _BIND: (BindComplete,),
-    _DESCRIBE: (RowDescription, NoData),
-    _EXECUTE: (CommandComplete, EmptyQueryResponse, PortalSuspended),
-    _CLOSE: (CloseComplete,),
-    _QUERY: (ReadyForQuery,),
-    _COPY_TAIL: (CommandComplete,),
-    _COPY_TAIL_SIMPLE: (ReadyForQuery,),
-}
 _EXPECT: dict[type, int] = {
     Sync: _SYNC,
     Parse: _PARSE,
@@ -670,8 +632,219 @@ _EXPECT: dict[type, int] = {
     FunctionCall: _QUERY,
 }
 _BATCH_ENDS = (Sync, Flush, Query, CopyDone, CopyFail, FunctionCall)
-_ASYNC = (NoticeResponse, ParameterStatus, NotificationResponse)
 _LISTEN = re.compile(r"\s*LISTEN\b", re.IGNORECASE)
+_LISTEN_LATER = re.compile(r";\s*LISTEN\b", re.IGNORECASE)
+
+BindFields = tuple[str, str, tuple[int, ...], tuple[bytes | None, ...], tuple[int, ...]]
+
+
+@dataclass(slots=True)
+class ClientStep:
+    """What one client message adds to its batch: the stored step and its part of the match key,
+    the answer it waits for, and what it does to the prepared statements.
+
+    ``step`` is None for a Bind built from its fields (``bind``: the SQL its statement resolved to
+    and the Bind's fields); ``stored()`` builds the step then, so a replay that finds its answer
+    by key never builds it.
+    """
+
+    step: Any
+    key: tuple[Any, ...]
+    expect: int  # the kind of answer queued (_SYNC, _PARSE, ...), or -1
+    flags: int = 0
+    prepared: tuple[str, str] | None = None  # Parse: (statement name, query)
+    closed: str | None = None  # Close of a statement: its name
+    bind: tuple[str, BindFields] | None = None
+
+    def stored(self) -> Any:
+        if self.step is None:
+            assert self.bind is not None
+            self.step = bind_step(*self.bind)
+        return self.step
+
+
+def client_step(m: FrontendMessage, statements: Mapping[str, str]) -> ClientStep:
+    """``m`` as a ClientStep, its statement names resolved with ``statements``.
+
+    Raises ``PlainError`` for a message that is not part of a stored exchange (Terminate, a
+    password).
+    """
+    step = step_for(m, statements)
+    flags = 0
+    if isinstance(m, _BATCH_ENDS):
+        flags = ENDS_BATCH if isinstance(m, Flush) else ENDS_BATCH | SYNCS
+    prepared = closed = None
+    if isinstance(m, CopyDone | CopyFail):
+        flags |= COPY_END
+    elif isinstance(m, Parse):
+        prepared = (m.name, m.query)
+        if _LISTEN.match(m.query):
+            flags |= LISTENS
+    elif isinstance(m, Query):
+        if _LISTEN.match(m.query) or _LISTEN_LATER.search(m.query):
+            flags |= LISTENS
+    elif isinstance(m, Close) and m.kind is ObjectKind.STATEMENT:
+        closed = m.name
+    return ClientStep(
+        step, _step_key(step, "[0]"), _EXPECT.get(type(m), -1), flags, prepared, closed
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_name(name: str) -> str:
+    return statement_kind(name) if name else ""
+
+
+def bind_step(sql: str, fields: BindFields) -> dict[str, Any]:
+    """The stored step of a Bind (as ``step_for`` makes it) whose statement is ``sql``."""
+    portal, statement, param_formats, params, result_formats = fields
+    step: dict[str, Any] = {"bind": sql}
+    if _stored_name(statement):
+        step["statement"] = statement
+    if _stored_name(portal):
+        step["portal"] = portal
+    step["params"] = [None if v is None else plain_bytes(v) for v in params]
+    if param_formats:
+        step["param_formats"] = list(param_formats)
+    if result_formats:
+        step["result_formats"] = list(result_formats)
+    return step
+
+
+def bind_key(sql: str, fields: BindFields) -> tuple[Any, ...]:
+    """The key part of ``bind_step(sql, fields)``, computed without building the step."""
+    portal, statement, param_formats, params, result_formats = fields
+    parts: list[Any] = ["bind", normalize_sql(sql)]
+    if _stored_name(statement):
+        parts.append(("statement", repr(statement)))
+    if _stored_name(portal):
+        parts.append(("portal", repr(portal)))
+    if param_formats:
+        parts.append(("param_formats", repr(list(param_formats))))
+    if result_formats:
+        parts.append(("result_formats", repr(list(result_formats))))
+    parts.append(params)
+    return tuple(parts)
+
+
+def bind_client_step(statements: Mapping[str, str], fields: BindFields) -> ClientStep:
+    """A Bind's ClientStep from its fields; the step itself is built when asked for."""
+    sql = _sql_of(statements, fields[1])
+    return ClientStep(None, bind_key(sql, fields), _BIND, bind=(sql, fields))
+
+
+# -- tracking a connection --------------------------------------------------------------------
+
+# A server message as the tracker keeps it: the message, or its frame (type byte, length and
+# payload, as received) with its stored form (``message_doc``), when the caller parsed frames.
+Answer = BackendMessage | tuple[bytes, Any]
+
+
+def _message_of_answer(answer: Answer) -> BackendMessage:
+    if isinstance(answer, tuple):
+        frame = answer[0]
+        message: BackendMessage = BackendParser().decode_frame(frame, 0)
+        return message
+    return answer
+
+
+def _doc_of_answer(answer: Answer) -> Any:
+    return answer[1] if isinstance(answer, tuple) else message_doc(answer)
+
+
+class Exchange:
+    """A completed batch: what the client sent and every server message that answered it."""
+
+    __slots__ = ("_answers", "_messages", "after", "ended", "request", "started", "tag")
+
+    def __init__(
+        self,
+        request: WireRequest,
+        messages: Sequence[Answer],
+        started: float,
+        ended: float,
+        after: list[tuple[float, BackendMessage]] | None = None,
+        tag: object = None,
+    ) -> None:
+        self.request = request
+        self._answers = messages
+        self._messages: list[BackendMessage] | None = None
+        self.started = started
+        self.ended = ended
+        self.after: list[tuple[float, BackendMessage]] = [] if after is None else after
+        self.tag = tag  # what the tracker's ``new_tag`` gave when the batch began
+
+    def __repr__(self) -> str:
+        return (
+            f"Exchange({self.request.key!r}, {len(self._answers)} messages, "
+            f"{self.started}-{self.ended})"
+        )
+
+    @property
+    def messages(self) -> list[BackendMessage]:
+        """The server messages that answered the batch, in order."""
+        if self._messages is None:
+            self._messages = [_message_of_answer(a) for a in self._answers]
+        return self._messages
+
+    @property
+    def message_count(self) -> int:
+        return len(self._answers)
+
+    def docs(self, limit: int | None = None) -> list[Any]:
+        """The stored form of the first ``limit`` messages (all by default)."""
+        answers = self._answers if limit is None else self._answers[:limit]
+        return [_doc_of_answer(a) for a in answers]
+
+    def wire(self) -> list[bytes]:
+        """The messages' exact bytes, one item per message."""
+        return [a[0] if isinstance(a, tuple) else encode(a) for a in self._answers]
+
+    def response_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"messages": self.docs()}
+        if self.after:
+            data["after"] = [
+                {"delay_ms": round(delay * 1000, 3), "message": message_doc(m)}
+                for delay, m in self.after
+            ]
+        return data
+
+
+@dataclass(slots=True)
+class _Batch:
+    steps: list[Any]
+    keys: list[tuple[Any, ...]]
+    started: float
+    messages: list[Answer] = field(default_factory=list)
+    outstanding: int = 0
+    closed: bool = False
+    ended: float = 0.0
+    tag: object = None
+
+
+def _tags(*classes: type) -> frozenset[int]:
+    return frozenset(cls.tag[0] for cls in classes)  # type: ignore[attr-defined]
+
+
+_ENDS: dict[int, frozenset[int]] = {
+    _SYNC: _tags(ReadyForQuery),
+    _PARSE: _tags(ParseComplete),
+    _BIND: _tags(BindComplete),
+    _DESCRIBE: _tags(RowDescription, NoData),
+    _EXECUTE: _tags(CommandComplete, EmptyQueryResponse, PortalSuspended),
+    _CLOSE: _tags(CloseComplete),
+    _QUERY: _tags(ReadyForQuery),
+    _COPY_TAIL: _tags(CommandComplete),
+    _COPY_TAIL_SIMPLE: _tags(ReadyForQuery),
+}
+_ASYNC = _tags(NoticeResponse, ParameterStatus, NotificationResponse)
+_COPY_STARTS = _tags(CopyInResponse, CopyBothResponse)
+_ERROR = ErrorResponse.tag[0]
+_SPECIAL = _ASYNC | _COPY_STARTS | {_ERROR}  # server messages with more to them than an answer
+# Type byte of each server message class; 0 for the SSL answer, which has none.
+SERVER_TAGS: dict[type, int] = {
+    cls: getattr(cls, "tag", b"\0")[0] for cls in BackendMessage.__args__
+}
 
 
 @dataclass(slots=True)
@@ -687,6 +860,10 @@ class Tracker:
     was seen; each call returns the exchanges it completed. ``close()`` returns the rest.
     ``new_tag`` is called when a batch begins; its result is the exchange's ``tag`` (the proxy
     uses it to link the exchange to the test in flight when the client started it).
+
+    ``client``/``server`` take decoded messages; ``add_client``/``add_server`` take what a caller
+    that splits frames has made of them (a ``ClientStep``; a server message's type byte and its
+    ``Answer``), so that the same pairing serves both.
     """
 
     def __init__(self, new_tag: Callable[[], object] | None = None) -> None:
@@ -698,11 +875,14 @@ class Tracker:
         self._copy_tail: _Pending | None = None
         self._listening = False
         self._held: Exchange | None = None
-        self._prefix: list[BackendMessage] = []
+        self._prefix: list[Answer] = []
 
     # client side
 
     def client(self, m: FrontendMessage, now: float) -> list[Exchange]:
+        return self.add_client(client_step(m, self.statements), now)
+
+    def add_client(self, info: ClientStep, now: float) -> list[Exchange]:
         out: list[Exchange] = []
         if self._held is not None:
             out.append(self._held)
@@ -710,19 +890,26 @@ class Tracker:
         batch = self._current
         if batch is None:
             batch = self._current = self._begin(now)
-        batch.steps.append(step_for(m, self.statements))
-        self._track_names(m)
-        kind = _EXPECT.get(type(m))
-        if kind is not None and not (self._skipping and kind != _SYNC):
+        batch.steps.append(info.step if info.step is not None else info.stored())
+        batch.keys.append(info.key)
+        if info.prepared is not None:
+            self.statements[info.prepared[0]] = info.prepared[1]
+        elif info.closed is not None:
+            self.statements.pop(info.closed, None)
+        flags = info.flags
+        if flags & LISTENS:
+            self._listening = True
+        kind = info.expect
+        if kind >= 0 and not (self._skipping and kind != _SYNC):
             if kind == _SYNC:
                 self._skipping = False
             batch.outstanding += 1
             self._pending.append(_Pending(kind, batch))
-        if isinstance(m, CopyDone | CopyFail) and self._copy_tail is not None:
+        if flags & COPY_END and self._copy_tail is not None:
             self._copy_tail.batch = batch
             batch.outstanding += 1
             self._copy_tail = None
-        if isinstance(m, _BATCH_ENDS):
+        if flags & ENDS_BATCH:
             batch.closed = True
             self._current = None
             if batch.outstanding == 0:
@@ -731,27 +918,35 @@ class Tracker:
         return out
 
     def _begin(self, now: float) -> _Batch:
-        return _Batch([], now, tag=self._new_tag() if self._new_tag is not None else None)
-
-    def _track_names(self, m: FrontendMessage) -> None:
-        if isinstance(m, Parse):
-            self.statements[m.name] = m.query
-            if _LISTEN.match(m.query):
-                self._listening = True
-        elif isinstance(m, Query):
-            if _LISTEN.match(m.query) or re.search(r";\s*LISTEN\b", m.query, re.IGNORECASE):
-                self._listening = True
-        elif isinstance(m, Close) and m.kind is ObjectKind.STATEMENT:
-            self.statements.pop(m.name, None)
+        return _Batch([], [], now, tag=self._new_tag() if self._new_tag is not None else None)
 
     # server side
 
     def server(self, m: BackendMessage, now: float) -> list[Exchange]:
+        return self.add_server(SERVER_TAGS.get(type(m), 0), m, now)
+
+    def add_server(self, tag: int, answer: Answer, now: float) -> list[Exchange]:
+        """A server message: its type byte (0 for an SSL answer) and the message or its frame."""
+        pending = self._pending
+        if pending and tag not in _SPECIAL:
+            head = pending[0]
+            batch = head.batch
+            if batch is not None and not self._prefix:
+                # The common case: the answer to a message of the batch at the head.
+                batch.messages.append(answer)
+                if tag not in _ENDS[head.kind]:
+                    return []
+                out: list[Exchange] = []
+                self._pop(now, out)
+                return out
+        return self._add_server(tag, answer, now)
+
+    def _add_server(self, tag: int, answer: Answer, now: float) -> list[Exchange]:
         if not self._pending:
-            if isinstance(m, _ASYNC) and self._held is not None:
-                self._held.after.append((now - self._held.ended, m))
+            if tag in _ASYNC and self._held is not None:
+                self._held.after.append((now - self._held.ended, _message_of_answer(answer)))
             else:
-                self._prefix.append(m)
+                self._prefix.append(answer)
             return []
         head = self._pending[0]
         batch = head.batch
@@ -766,25 +961,25 @@ class Tracker:
         if self._prefix:
             batch.messages.extend(self._prefix)
             self._prefix = []
-        batch.messages.append(m)
-        if isinstance(m, _ASYNC):
+        batch.messages.append(answer)
+        if tag in _ASYNC:
             return []
         out: list[Exchange] = []
-        if isinstance(m, ErrorResponse) and head.kind not in (_QUERY, _SYNC, _COPY_TAIL_SIMPLE):
+        if tag == _ERROR and head.kind not in (_QUERY, _SYNC, _COPY_TAIL_SIMPLE):
             self._pop(now, out)
             while self._pending and self._pending[0].kind != _SYNC:
                 self._pop(now, out)
             if not self._pending:
                 self._skipping = True
             return out
-        if isinstance(m, CopyInResponse | CopyBothResponse):
+        if tag in _COPY_STARTS:
             simple = head.kind == _QUERY
             self._pop(now, out)
             tail = _Pending(_COPY_TAIL_SIMPLE if simple else _COPY_TAIL, None)
             self._pending.appendleft(tail)
             self._copy_tail = tail
             return out
-        if isinstance(m, _ENDS[head.kind]):
+        if tag in _ENDS[head.kind]:
             self._pop(now, out)
         return out
 
@@ -801,10 +996,11 @@ class Tracker:
             out.extend(self._complete(batch))
 
     def _complete(self, batch: _Batch) -> list[Exchange]:
-        if batch.steps == ["flush"]:
+        steps = batch.steps
+        if len(steps) == 1 and steps[0] == "flush":
             return []
         # The summary, loose key and reuse are derived again when the set is loaded.
-        request = request_for(batch.steps, exact_only=True)
+        request = WireRequest(summary="", data=steps, key=tuple(batch.keys))
         exchange = Exchange(request, batch.messages, batch.started, batch.ended, tag=batch.tag)
         if self._listening:
             held, self._held = self._held, exchange
