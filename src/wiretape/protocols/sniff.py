@@ -344,8 +344,8 @@ def _inline(data: bytes) -> _Answer:
         return _NO
     parts = line.split(maxsplit=1)
     word = parts[0] if parts else b""
-    if not word and (line or end >= 0):
-        return _NO
+    if not word:  # blanks so far: Redis skips leading blanks, so a command may still follow
+        return NEED_DATA if end < 0 else _NO
     word_done = end >= 0 or len(parts) > 1 or line[-1:] in (b" ", b"\t")
     text = word.decode("ascii")
     if word_done:

@@ -281,3 +281,13 @@ def test_feeding_random_bytes_one_at_a_time_equals_whole(data: bytes, side: Side
     for i in range(len(data)):
         verdict = sniffer.feed(data[i : i + 1])
     assert verdict == sniff(data, side)
+
+
+@pytest.mark.parametrize("data", [b"\t", b" ", b" \t", b"\ta", b"  GE"])
+def test_leading_blanks_wait_for_the_inline_command(data: bytes) -> None:
+    # Redis skips blanks before an inline command, so a verdict waits for the word after them.
+    assert sniff(data) is NEED_DATA
+
+
+def test_a_blank_line_is_not_redis() -> None:
+    assert sniff(b" \r\n") == Sniffed("unknown")
