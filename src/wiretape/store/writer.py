@@ -133,6 +133,17 @@ class BodySpool:
             self._tmp = None
 
 
+def _written() -> Future[None]:
+    future: Future[None] = Future()
+    future.set_result(None)
+    return future
+
+
+# What every successful append returns: the write is done before ``_append`` returns, so one
+# finished future serves them all (a new one costs a lock and a condition each time).
+_WRITTEN = _written()
+
+
 class SetWriter:
     """Writes one test set under ``root/<info.name>``: journal first, YAML in the background."""
 
@@ -288,21 +299,20 @@ class SetWriter:
         if self._deferred:
             record = b"".join(self._deferred) + record
             self._deferred.clear()
-        future: Future[None] = Future()
         try:
             self._journal.append(record)
         except OSError as exc:
             error = store_error(str(self._journal_path), f"cannot write: {exc}", _SPACE_HINT)
             if self._error is None:
                 self._error = error
+            future: Future[None] = Future()
             future.set_exception(error)
             return future
         self._last_append = time.monotonic()
         self._appends += 1
         if self._sleeping:
             self._wake.set()
-        future.set_result(None)
-        return future
+        return _WRITTEN
 
     def _busy(self) -> bool:
         return not self._closing.is_set() and time.monotonic() - self._last_append < IDLE_SECONDS
