@@ -18,7 +18,9 @@ packet cannot be parsed, the failure is logged and the connection carries on as 
 Replay (``MysqlMockServer``): the recorded greeting is sent with a fresh scramble, any
 credentials are accepted (OK), and each command is looked up in the ``MockIndex`` with the key
 the recording computed. Prepared statements get ids from the mock server, per connection; an
-execute is matched by the SQL its id was prepared with. A miss answers an ERR packet
+execute is matched by the SQL its id was prepared with. A recorded answer is written from its
+stored form once per mock (``replies.reply_bytes``); one equal to the answer last written for
+the same statement reuses its bytes. A miss answers an ERR packet
 (1105/HY000, ``wiretape: no recorded answer for ...``) naming the closest recording; malformed
 bytes get ERR 1835/08S01 and the connection is closed.
 """
@@ -74,6 +76,7 @@ from wiretape.protocols.mysql.messages import (
     OkPacket,
     Ping,
     PrepareOk,
+    Query,
     Quit,
     ServerMessage,
     ServerStatus,
@@ -88,6 +91,7 @@ from wiretape.protocols.mysql.messages import (
     encode_payload,
 )
 from wiretape.protocols.mysql.packets import Reader, encode_frames, join_payload, scan_packet
+from wiretape.protocols.mysql.replies import reply_bytes
 from wiretape.proxy.streams import (
     READ_SIZE,
     ByteStream,
@@ -147,6 +151,8 @@ _DEFAULT_GREETING = HandshakeV10(
     auth_plugin_name="mysql_native_password",
 )
 _DEFAULT_OK = OkPacket(status=int(ServerStatus.AUTOCOMMIT), info="")
+_NOT_MORE = int(~ServerStatus.MORE_RESULTS_EXISTS)  # the flags a reply's status leaves set
+_QUERIES_KEPT = 8192
 
 
 def err_packet(seq: int, code: int, state: str, message: str) -> bytes:
@@ -551,8 +557,15 @@ class _RecordConnection:
             return
         cp, sp = self._parsers()
         try:
-            (cp if client else sp).feed(data)
             now = time.time()
+            if not client:
+                sp.feed(data)
+            elif (query := cp.take_query(data)) is not None:
+                self.tracker.client(Packet(0, query), now)
+                if sp.idle:  # no reply waited for this command: nothing more to parse
+                    return
+            else:
+                cp.feed(data)
             progress = True
             while progress:
                 progress = False
@@ -633,6 +646,9 @@ class MysqlMockServer:
         self.decoded: dict[str, list[ServerMessage]] = {}
         self.encoded: dict[tuple[str, int, int, int], bytes] = {}
         self.statuses: dict[str, int] = {}
+        # Applications send the same statements over and over: each text is keyed once.
+        self.queries: dict[str, WireRequest] = {}
+        self.last_answers: dict[tuple[object, int, int, int], tuple[object, bytes, int]] = {}
 
     async def serve(self, client: ByteStream) -> None:
         self.connections += 1
@@ -644,6 +660,49 @@ class MysqlMockServer:
             found = self.decoded[mock_id] = decode_messages(data)
         return found
 
+    def query_request(self, sql: str) -> WireRequest:
+        """The exact-key request of a COM_QUERY without query attributes (see ``request_for``)."""
+        found = self.queries.get(sql)
+        if found is None:
+            if len(self.queries) >= _QUERIES_KEPT:
+                self.queries.clear()
+            step = step_for(Query(sql), Statements())
+            found = self.queries[sql] = request_for(step, exact_only=True)
+        return found
+
+    def encode(
+        self, mock_id: str, data: object, seq: int, caps: int, maria: int, request: object
+    ) -> bytes:
+        """The bytes of a recorded reply (but not a prepare's) for a connection, kept for the
+        next time; empty for a LOCAL INFILE exchange, which is not replayed (the client's file
+        would have to be read). Sets the reply's entry in ``statuses``.
+
+        Recordings of the same request often hold the same answer: one equal to the last answer
+        written for ``request`` (its match key) is not encoded again."""
+        framing = (request, seq, caps, maria)
+        last = self.last_answers.get(framing)
+        if last is not None and last[0] == data:
+            _, encoded, status = last
+            self.statuses.setdefault(mock_id, status)
+        elif fast := reply_bytes(data, seq=seq, capabilities=caps, mariadb_capabilities=maria):
+            encoded, status, equal_bytes = fast
+            status = -1 if status < 0 else status & _NOT_MORE
+            self.statuses.setdefault(mock_id, status)
+            if equal_bytes:
+                if len(self.last_answers) >= _QUERIES_KEPT:
+                    self.last_answers.clear()
+                self.last_answers[framing] = (data, encoded, status)
+        else:
+            messages = self.messages(mock_id, data)
+            self.status(mock_id, messages, 0)
+            encoded = b""
+            if not any(isinstance(message, LocalInfileRequest) for message in messages):
+                encoded = encode_reply(
+                    messages, seq=seq, capabilities=caps, mariadb_capabilities=maria
+                )
+        self.encoded[(mock_id, seq, caps, maria)] = encoded
+        return encoded
+
     def status(self, mock_id: str, messages: list[ServerMessage], current: int) -> int:
         """The server status a recorded reply leaves the connection in."""
         status = self.statuses.get(mock_id)
@@ -651,7 +710,7 @@ class MysqlMockServer:
             status = -1
             for m in messages:
                 if isinstance(m, OkPacket | EofPacket):
-                    status = m.status & ~ServerStatus.MORE_RESULTS_EXISTS
+                    status = m.status & _NOT_MORE
             self.statuses[mock_id] = status
         return current if status < 0 else status
 
@@ -668,6 +727,7 @@ class _MockConnection:
         self.next_statement = 1
         self.ok: OkPacket = _DEFAULT_OK
         self.status = int(ServerStatus.AUTOCOMMIT)  # as the last recorded reply left it
+        self.caps = self.maria = 0  # negotiated by the login
 
     async def run(self) -> None:
         try:
@@ -702,31 +762,39 @@ class _MockConnection:
         self.client.write(encode_frames(0, encode_payload(greeting)))
 
     async def _loop(self) -> None:
+        parser = self.parser
         while True:
-            try:
-                event = self.parser.next_event()
-            except ProtocolError as exc:
-                log.info("%s: malformed client bytes: %s", self.dep, exc)
-                seq = 1 if self.conversation.phase is Phase.COMMAND else 2
-                self.client.write(
-                    err_packet(
-                        seq, MALFORMED_CODE, MALFORMED_STATE,
-                        f"wiretape: malformed packet: {exc.message}",
-                    )
-                )  # fmt: skip
-                return
-            if event is NEED_DATA:
+            while True:
+                try:
+                    event = parser.next_event()
+                except ProtocolError as exc:
+                    log.info("%s: malformed client bytes: %s", self.dep, exc)
+                    seq = 1 if self.conversation.phase is Phase.COMMAND else 2
+                    self.client.write(
+                        err_packet(
+                            seq, MALFORMED_CODE, MALFORMED_STATE,
+                            f"wiretape: malformed packet: {exc.message}",
+                        )
+                    )  # fmt: skip
+                    return
+                if event is NEED_DATA:
+                    break
+                assert isinstance(event, Packet)
+                parser.discard_raw()
+                if not await self._on_packet(event):
+                    return
+            await self.client.drain()
+            data = await self.client.read()
+            # The common case, a client waiting for the answer to one plain query, skips the
+            # buffer and the event queue.
+            while (query := parser.take_query(data)) is not None:
+                await self._answer(query)
                 await self.client.drain()
                 data = await self.client.read()
-                if not data:
-                    return
-                with contextlib.suppress(ProtocolError):
-                    self.parser.feed(data)
-                continue
-            assert isinstance(event, Packet)
-            self.parser.discard_raw()
-            if not await self._on_packet(event):
+            if not data:
                 return
+            with contextlib.suppress(ProtocolError):
+                parser.feed(data)
 
     async def _on_packet(self, packet: Packet) -> bool:
         m = packet.message
@@ -755,6 +823,7 @@ class _MockConnection:
                 )
             )
             conv.authenticated()
+            self.caps, self.maria = conv.capabilities, conv.mariadb_capabilities
             return True
         if isinstance(m, Quit):
             return False
@@ -772,8 +841,12 @@ class _MockConnection:
         conv = self.conversation
         server = self.server
         seq = conv.reply_seq
-        step = step_for(m, self.statements)
-        request: WireRequest = request_for(step, exact_only=True)
+        if type(m) is Query and m.attributes is None:
+            request = server.query_request(m.sql)
+            step = request.data
+        else:
+            step = step_for(m, self.statements)
+            request = request_for(step, exact_only=True)
         found = server.index.lookup(self.dep, request, optional=True)
         if isinstance(found, Miss):
             # Not recorded as is: look again with the loose key, and explain a real miss.
@@ -797,10 +870,10 @@ class _MockConnection:
             await self._send_raw(response.raw)
             conv.reply_sent()
             return
-        caps, maria = conv.capabilities, conv.mariadb_capabilities
-        messages = server.messages(found.id, response.data)
-        self.status = server.status(found.id, messages, self.status)
+        caps, maria = self.caps, self.maria
         if isinstance(m, StmtPrepare):
+            messages = server.messages(found.id, response.data)
+            self.status = server.status(found.id, messages, self.status)
             first = messages[0] if messages else None
             prepared = None
             if isinstance(first, PrepareOk):
@@ -820,15 +893,12 @@ class _MockConnection:
             )
             conv.reply_sent(prepared)
             return
-        key = (found.id, seq, caps, maria)
-        data = server.encoded.get(key)
+        data = server.encoded.get((found.id, seq, caps, maria))
         if data is None:
-            data = b""  # a LOCAL INFILE exchange: the client's file would have to be read
-            if not any(isinstance(message, LocalInfileRequest) for message in messages):
-                data = encode_reply(
-                    messages, seq=seq, capabilities=caps, mariadb_capabilities=maria
-                )
-            server.encoded[key] = data
+            data = server.encode(found.id, response.data, seq, caps, maria, request.key)
+        status = server.statuses[found.id]
+        if status >= 0:
+            self.status = status
         if not data:
             self._fail(seq, m, "wiretape: a LOCAL INFILE exchange is not replayed")
             return

@@ -37,6 +37,9 @@ buffered past the request (the start of the TLS handshake), then feed both parse
 decrypted streams. Compression (CLIENT_COMPRESS / zstd) is not decoded: once it is negotiated
 the parsers raise ``ProtocolError`` on the next byte so the proxy passes the rest through.
 
+Result sets repeat the same column definitions and EOF packets: each distinct payload is
+decoded once and its (immutable) message shared by the packets that carry it.
+
 Large packets: a logical packet (up to 2^24-1 bytes per frame, continued over frames) is
 buffered whole, up to ``max_packet_size``; result sets stream one row per event, so memory
 is bounded by the largest single row or statement, not by the size of a result.
@@ -55,6 +58,7 @@ from wiretape.protocols.mysql.messages import (
     DEPRECATE_EOF,
     EXTENDED_METADATA,
     MORE_RESULTS_EXISTS,
+    QUERY_ATTRIBUTES,
     AuthMoreData,
     AuthSwitchResponse,
     BinaryRow,
@@ -64,6 +68,7 @@ from wiretape.protocols.mysql.messages import (
     ColumnDefinition,
     Command,
     CommandCode,
+    EofPacket,
     ErrPacket,
     GenericResponse,
     HandshakeResponse41,
@@ -86,6 +91,7 @@ from wiretape.protocols.mysql.messages import (
     StmtPrepare,
     StmtReset,
     StmtSendLongData,
+    TextRow,
     decode_auth_switch,
     decode_column,
     decode_column_count,
@@ -330,6 +336,21 @@ class Conversation:
 _COMPACT_AT = 1 << 16
 
 
+# Members tested on every packet, as module globals: on Python 3.11, looking an enum member up
+# on its class costs several times more.
+_GREETING, _LOGIN, _AUTH, _COMMAND, _CLOSED, _COMPRESSED = (
+    Phase.GREETING, Phase.LOGIN, Phase.AUTH, Phase.COMMAND, Phase.CLOSED, Phase.COMPRESSED,
+)  # fmt: skip
+_ROWS, _DEFS, _DEFS_EOF, _SIMPLE, _GENERIC, _PREPARE, _INFILE, _AUTH_STATE = (
+    _R.ROWS, _R.DEFS, _R.DEFS_EOF, _R.SIMPLE, _R.GENERIC, _R.PREPARE, _R.INFILE, _R.AUTH,
+)  # fmt: skip
+_RESULT_REPLY, _PREPARE_REPLY, _NO_REPLY, _GENERIC_REPLY = (
+    Reply.RESULT, Reply.PREPARE, Reply.NONE, Reply.GENERIC,
+)  # fmt: skip
+_COM_EXECUTE = int(CommandCode.STMT_EXECUTE)
+_COM_CHANGE_USER = int(CommandCode.CHANGE_USER)
+
+
 class _Parser:
     _what = "packet"
 
@@ -405,6 +426,11 @@ class _Parser:
     def awaiting_tls(self) -> bool:
         return self._hold
 
+    @property
+    def idle(self) -> bool:
+        """No event is queued and no byte waits to be parsed: ``next_event()`` needs data."""
+        return not self._queue and self._pos == len(self._buf) and self._error is None
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _check_error(self) -> None:
@@ -426,16 +452,25 @@ class _Parser:
     def _step(self) -> Event | NeedData:
         if self._hold:
             return NEED_DATA
-        start = self._base + self._pos
-        pending = len(self._buf) - self._pos
-        if pending and self.conversation.phase is Phase.COMPRESSED:
+        buf = self._buf
+        pos = self._pos
+        start = self._base + pos
+        pending = len(buf) - pos
+        if pending and self.conversation.phase is _COMPRESSED:
             raise ProtocolError(
                 "the connection negotiated protocol compression, which wiretape does not "
                 "decode; pass the rest of the connection through",
                 start,
             )
-        found = scan_packet(self._buf, self._pos, self._base)
-        if found is None:
+        seq = size = end = -1
+        if pending >= 4:
+            size = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            if size < MAX_FRAME:  # one frame: the common case, found without scan_packet
+                if pos + 4 + size <= len(buf):
+                    seq, end = buf[pos + 3], pos + 4 + size
+            elif (found := scan_packet(buf, pos, self._base)) is not None:
+                seq, size, end = found
+        if end < 0:
             if pending > self._max + 4 * (pending // MAX_FRAME + 1):
                 raise self._too_large(start)
             if self._eof and pending:
@@ -444,11 +479,12 @@ class _Parser:
                     start,
                 )
             return NEED_DATA
-        seq, size, end = found
         if size > self._max:
             raise self._too_large(start)
-        payload = join_payload(self._buf, self._pos, end)
-        events = self._handle(seq, payload, start, frame_count(size))
+        if size < MAX_FRAME:
+            events = self._handle(seq, bytes(buf[pos + 4 : end]), start, 1)
+        else:
+            events = self._handle(seq, join_payload(buf, pos, end), start, frame_count(size))
         if events is None:
             if pending > self._max + 4 * (pending // MAX_FRAME + 1):
                 raise ProtocolError(
@@ -472,6 +508,55 @@ class _Parser:
         raise NotImplementedError
 
 
+# Result sets repeat the same few column definitions and EOF packets: each payload is decoded
+# once (the messages are immutable, so packets share them).
+_KEPT = 4096
+_columns: dict[tuple[bool, bytes], ColumnDefinition] = {}
+_eofs: dict[bytes, EofPacket] = {}
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _KEPT:
+        cache.clear()
+    cache[key] = value
+
+
+def _eof(payload: bytes, start: int) -> EofPacket:
+    found = _eofs.get(payload)
+    if found is None:
+        found = decode_eof(Reader(payload, start, _SERVER_PACKET))
+        _keep(_eofs, payload, found)
+    return found
+
+
+def _text_values(payload: bytes, columns: int) -> tuple[bytes | None, ...] | None:
+    """The values of a text row whose values are all NULL or shorter than 251 bytes (the
+    common case, split here without a ``Reader``); None for any other row, which
+    ``decode_text_row`` then reads (and reports, when it is malformed)."""
+    values: list[bytes | None] = []
+    pos = 0
+    size = len(payload)
+    for _ in range(columns):
+        if pos >= size:
+            return None
+        length = payload[pos]
+        if length < 0xFB:
+            end = pos + 1 + length
+            if end > size:
+                return None
+            values.append(payload[pos + 1 : end])
+            pos = end
+        elif length == 0xFB:
+            values.append(None)
+            pos += 1
+        else:
+            return None
+    return tuple(values) if pos == size else None
+
+
+_SERVER_PACKET = "server packet"
+
+
 def _bad_seq(seq: int, expected: int, start: int, what: str) -> ProtocolError:
     return ProtocolError(
         f"{what} has sequence id {seq}, expected {expected}; the stream is out of step",
@@ -491,21 +576,55 @@ class ClientParser(_Parser):
     def _handle(self, seq: int, payload: bytes, start: int, frames: int) -> list[Event] | None:
         conv = self.conversation
         last = (seq + frames - 1) % 256
-        if conv.phase is Phase.GREETING:
+        if conv.phase is _GREETING:
             return None
-        if conv.phase is Phase.LOGIN:
+        if conv.phase is _LOGIN:
             return self._login(seq, payload, start, last)
-        if conv.phase is Phase.CLOSED or conv.quit:
+        if conv.phase is _CLOSED or conv.quit:
             raise ProtocolError("the client sent a packet after COM_QUIT or a refused login", start)
         if self._infile_next is not None:
             if seq != self._infile_next:
                 raise _bad_seq(seq, self._infile_next, start, "LOCAL INFILE data")
             return self._infile(seq, payload, last)
         if seq == 0:
-            if conv.phase is Phase.AUTH:
+            if conv.phase is _AUTH:
                 return None  # the command follows an OK the server parser has not read yet
             return self._command(payload, start, last)
         return self._answer(seq, payload, start, last)
+
+    def take_query(self, data: bytes) -> Query | None:
+        """Parse ``data`` at once when it is exactly one plain COM_QUERY: one frame with sequence
+        id 0 and no query attributes, arriving in the command phase with no byte buffered and
+        no event queued. The query is consumed and waits for its reply as if ``feed(data)`` and
+        ``next_event()`` had returned it (its bytes are not kept for ``take_raw``).
+
+        None when ``data`` is anything else; nothing is consumed then: ``feed`` it.
+        """
+        size = len(data) - 4
+        if (
+            not 0 < size < MAX_FRAME
+            or data[4] != _COM_QUERY
+            or data[3] != 0
+            or data[0] | data[1] << 8 | data[2] << 16 != size
+            or size > self._max
+            or self._pos != len(self._buf)
+            or self._raw != self._pos
+            or self._queue
+            or self._hold
+            or self._eof
+            or self._error is not None
+            or self._infile_next is not None
+        ):
+            return None
+        conv = self.conversation
+        if conv.phase is not _COMMAND or conv.quit or conv.capabilities & QUERY_ATTRIBUTES:
+            return None
+        message = Query(data[5:].decode("utf-8", "surrogateescape"))
+        conv._pending.append(_Pending(message, _RESULT_REPLY, 0))
+        self._base += len(self._buf) + len(data)
+        self._buf.clear()
+        self._pos = self._raw = 0
+        return message
 
     def _login(self, seq: int, payload: bytes, start: int, last: int) -> list[Event]:
         conv = self.conversation
@@ -563,7 +682,7 @@ class ClientParser(_Parser):
         caps = conv.capabilities
         statement_id = None
         message: ClientMessage
-        if payload[0] == CommandCode.STMT_EXECUTE:
+        if payload[0] == _COM_EXECUTE:
             if len(payload) >= 5:
                 statement_id = int.from_bytes(payload[1:5], "little")
                 if statement_id == 0xFFFFFFFF:  # MariaDB: the last statement prepared
@@ -593,8 +712,8 @@ class ClientParser(_Parser):
             ):
                 return None  # names a statement whose prepare is still unanswered
             message = decode_command(reader, caps)
-        reply = _REPLY_OF.get(type(message), Reply.GENERIC)
-        if isinstance(message, Command) and message.code == CommandCode.CHANGE_USER:
+        reply = _REPLY_OF.get(type(message), _GENERIC_REPLY)
+        if isinstance(message, Command) and message.code == _COM_CHANGE_USER:
             reply = Reply.AUTH
             conv._client_seq = last
             conv._server_seq = None
@@ -613,11 +732,12 @@ class ClientParser(_Parser):
             statement_id = message.statement_id
         elif isinstance(message, Quit):
             conv.quit = True
-        if reply is not Reply.NONE:
+        if reply is not _NO_REPLY:
             conv._pending.append(_Pending(message, reply, last, statement_id))
         return [Packet(0, message)]
 
 
+_COM_QUERY = int(CommandCode.QUERY)
 _STATEMENT_COMMANDS = frozenset(
     {
         CommandCode.STMT_CLOSE,
@@ -656,7 +776,26 @@ class ServerParser(_Parser):
         last = (seq + frames - 1) % 256
         if not payload:
             raise ProtocolError("an empty server packet", start)
-        reader = Reader(payload, start, "server packet")
+        resp = self._resp
+        if (
+            resp is not None
+            and resp.state is not _AUTH_STATE
+            and resp.state is not _INFILE
+            and conv.phase is _COMMAND
+            and conv._pending
+        ):
+            # Inside a reply (the common case): what the checks below come to.
+            if seq != resp.next_seq:
+                raise _bad_seq(seq, resp.next_seq, start, "this reply packet")
+            resp.next_seq = (last + 1) % 256
+            message, done = self._reply(resp, payload, start, seq)
+            if not done:
+                return [Packet(seq, message)]
+            conv._pending.popleft()
+            conv._asks.clear()
+            self._resp = None
+            return [Packet(seq, message), EndOfResponse(resp.pending.request)]
+        reader = Reader(payload, start, _SERVER_PACKET)
         if conv.phase is Phase.GREETING:
             if seq != 0:
                 raise _bad_seq(seq, 0, start, "the greeting")
@@ -698,7 +837,7 @@ class ServerParser(_Parser):
         elif seq != resp.next_seq:
             raise _bad_seq(seq, resp.next_seq, start, "this reply packet")
         resp.next_seq = (last + 1) % 256
-        message, done = self._reply(resp, reader, seq)
+        message, done = self._reply(resp, payload, start, seq)
         events: list[Event] = [Packet(seq, message)]
         if done:
             conv._pending.popleft()
@@ -762,33 +901,45 @@ class ServerParser(_Parser):
 
     # -- command replies ----------------------------------------------------------------------
 
-    def _reply(self, resp: _Response, r: Reader, seq: int) -> tuple[Message, bool]:
+    def _reply(self, resp: _Response, payload: bytes, start: int, seq: int) -> tuple[Message, bool]:
         conv = self.conversation
         caps = conv.capabilities
-        first = r.peek()
-        size = len(r.data)
+        first = payload[0]  # never empty: _handle refuses empty packets
+        size = len(payload)
         state = resp.state
-        if state in (_R.SIMPLE, _R.GENERIC):
+        if state is _ROWS:
+            if first == 0xFF:
+                return decode_err(Reader(payload, start, _SERVER_PACKET)), True
+            deprecate_eof = caps & DEPRECATE_EOF
+            if first == 0xFE and size < (MAX_FRAME if deprecate_eof else 9):
+                if deprecate_eof:
+                    ok = decode_ok(Reader(payload, start, _SERVER_PACKET), caps)
+                    return ok, self._more(resp, ok.status)
+                eof = _eof(payload, start)
+                return eof, self._more(resp, eof.status)
+            return self._row(resp, payload, start), False
+        if state is _DEFS:
+            return self._definition(resp, payload, start)
+        r = Reader(payload, start, _SERVER_PACKET)
+        if state is _SIMPLE or state is _GENERIC:
             if first == 0x00:
                 return decode_ok(r, caps), True
             if first == 0xFF:
                 return decode_err(r), True
             if first == 0xFE and size < 9:
                 return decode_eof(r), True
-            if state is _R.GENERIC:
+            if state is _GENERIC:
                 return GenericResponse(r.rest()), True
             raise r.error(f"0x{first:02x} is not OK, ERR or EOF", 0)
-        if state is _R.PREPARE:
+        if state is _PREPARE:
             return self._prepare(resp, r)
-        if state is _R.DEFS:
-            return self._definition(resp, r)
-        if state is _R.DEFS_EOF:
+        if state is _DEFS_EOF:
             if not (first == 0xFE and size < 9):
                 raise r.error("expected the EOF packet that ends column definitions", 0)
-            eof = decode_eof(r)
+            eof = _eof(payload, start)
             if self._next_block(resp):
                 return eof, False
-            if resp.pending.reply is Reply.PREPARE:
+            if resp.pending.reply is _PREPARE_REPLY:
                 return eof, True
             if resp.binary and eof.status & CURSOR_EXISTS:
                 return eof, True
@@ -796,16 +947,7 @@ class ServerParser(_Parser):
             return eof, False
         if first == 0xFF:
             return decode_err(r), True
-        if state is _R.ROWS:
-            deprecate_eof = caps & DEPRECATE_EOF
-            if first == 0xFE and size < (MAX_FRAME if deprecate_eof else 9):
-                if deprecate_eof:
-                    ok = decode_ok(r, caps)
-                    return ok, self._more(resp, ok.status)
-                eof = decode_eof(r)
-                return eof, self._more(resp, eof.status)
-            return self._row(resp, r), False
-        if state is _R.INFILE:
+        if state is _INFILE:
             if first != 0x00:
                 raise r.error("expected OK or ERR after the LOCAL INFILE data", 0)
             ok = decode_ok(r, caps)
@@ -835,7 +977,7 @@ class ServerParser(_Parser):
 
     def _more(self, resp: _Response, status: int) -> bool:
         """Whether the reply is done after a packet carrying ``status``."""
-        if status & MORE_RESULTS_EXISTS and resp.pending.reply is Reply.RESULT:
+        if status & MORE_RESULTS_EXISTS and resp.pending.reply is _RESULT_REPLY:
             resp.state = _R.FIRST
             return False
         return True
@@ -855,13 +997,15 @@ class ServerParser(_Parser):
                 return True
         return False
 
-    def _definition(self, resp: _Response, r: Reader) -> tuple[Message, bool]:
+    def _definition(self, resp: _Response, payload: bytes, start: int) -> tuple[Message, bool]:
         conv = self.conversation
         extended = bool(conv.mariadb_capabilities & EXTENDED_METADATA)
-        r.what = "column definition"
-        column = decode_column(r, extended)
+        column = _columns.get((extended, payload))
+        if column is None:
+            column = decode_column(Reader(payload, start, "column definition"), extended)
+            _keep(_columns, (extended, payload), column)
         resp.remaining -= 1
-        prepared = resp.pending.reply is Reply.PREPARE
+        prepared = resp.pending.reply is _PREPARE_REPLY
         info = conv.statements.get(resp.pending.statement_id or 0)
         if prepared and info is not None:
             (info.params if resp.block == "params" else info.columns).append(column)
@@ -902,10 +1046,13 @@ class ServerParser(_Parser):
         resp.blocks = [("params", ok.num_params), ("columns", ok.num_columns)]
         return ok, not self._next_block(resp)
 
-    def _row(self, resp: _Response, r: Reader) -> Message:
+    def _row(self, resp: _Response, payload: bytes, start: int) -> Message:
         if not resp.binary:
-            r.what = "text row"
-            return decode_text_row(r, resp.columns)
+            values = _text_values(payload, resp.columns)
+            if values is not None:
+                return TextRow(values)
+            return decode_text_row(Reader(payload, start, "text row"), resp.columns)
+        r = Reader(payload, start, _SERVER_PACKET)
         if r.peek() != 0x00:
             raise r.error("a binary row starts with 0x00", 0)
         if resp.types is not None:

@@ -50,7 +50,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from wiretape.compare.values import kind_token
 from wiretape.errors import ProtocolError
@@ -166,11 +166,11 @@ def _flags_of(node: Any, flags: type[enum.IntFlag], where: str) -> int:
     return value
 
 
+_TYPE_NAMES: dict[int, str] = {int(t.value): t.name for t in FieldType}
+
+
 def _type_name(ftype: int) -> str | int:
-    try:
-        return FieldType(ftype).name
-    except ValueError:
-        return ftype
+    return _TYPE_NAMES.get(ftype, ftype)
 
 
 def _type_of(node: Any, where: str) -> int:
@@ -345,7 +345,29 @@ def value_bytes(ftype: int, node: Any, unsigned: bool = False, where: str = "val
 # -- server packets <-> plain data -------------------------------------------------------------
 
 
+# The parsers hand out one object per distinct column definition, so its stored form is made
+# once per object (the cache keeps the object, so its id is not reused) and copied.
+_KEPT = 4096
+_column_docs: dict[int, tuple[ColumnDefinition, dict[str, Any], bool]] = {}
+
+
 def _column_doc(c: ColumnDefinition) -> dict[str, Any]:
+    found = _column_docs.get(id(c))
+    if found is None or found[0] is not c:
+        doc = _new_column_doc(c)
+        nested = any(type(v) is dict for v in doc.values())
+        if len(_column_docs) >= _KEPT:
+            _column_docs.clear()
+        found = _column_docs[id(c)] = (c, doc, nested)
+    doc = dict(found[1])
+    if found[2]:
+        for key, value in doc.items():
+            if type(value) is dict:
+                doc[key] = dict(value)
+    return doc
+
+
+def _new_column_doc(c: ColumnDefinition) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": _text_doc(c.name), "type": _type_name(c.type)}
     if c.org_name != c.name:
         doc["org_name"] = _text_doc(c.org_name)
@@ -499,8 +521,14 @@ def _binary_row_doc(m: BinaryRow, types: list[tuple[int, bool]] | None) -> Any:
     return {"base64": _b64(m.raw)}
 
 
+def _text_row_doc(m: TextRow) -> dict[str, Any]:
+    return {"Row": [None if v is None else plain_bytes(v) for v in m.values]}
+
+
 def message_doc(m: ServerMessage, row_types: list[tuple[int, bool]] | None = None) -> Any:
     """One server packet as plain data (binary rows need their result's column types)."""
+    if type(m) is ColumnDefinition:
+        return {"Column": _column_doc(m)}
     if isinstance(m, OkPacket):
         return {"OK": _ok_doc(m)}
     if isinstance(m, ErrPacket):
@@ -514,7 +542,7 @@ def message_doc(m: ServerMessage, row_types: list[tuple[int, bool]] | None = Non
     if isinstance(m, ColumnDefinition):
         return {"Column": _column_doc(m)}
     if isinstance(m, TextRow):
-        return {"Row": [None if v is None else plain_bytes(v) for v in m.values]}
+        return _text_row_doc(m)
     if isinstance(m, BinaryRow):
         return {"BinaryRow": _binary_row_doc(m, row_types)}
     if isinstance(m, PrepareOk):
@@ -542,6 +570,9 @@ def messages_doc(messages: Sequence[ServerMessage]) -> list[Any]:
     types = _RowTypes()
     out = []
     for m in messages:
+        if isinstance(m, TextRow):  # the bulk of a result set, and of no concern to types.see
+            out.append(_text_row_doc(m))
+            continue
         out.append(message_doc(m, types.types))
         types.see(m)
     return out
@@ -1157,6 +1188,24 @@ def request_for(step: Any, *, exact_only: bool = False) -> WireRequest:
     ``exact_only`` skips what only a miss or the store needs (the summary, the loose key and
     whether it is reusable): the replay server's fast path for the common case of a hit.
     """
+    if not exact_only and type(step) is dict and len(step) == 1:
+        sql = step.get("query")
+        if type(sql) is str:
+            # Applications send the same statements over and over: each text is keyed once.
+            found = _query_requests.get(sql)
+            if found is None:
+                found = _request_for(step, exact_only=False)
+                if len(_query_requests) >= _KEPT:
+                    _query_requests.clear()
+                _query_requests[sql] = found
+            return found
+    return _request_for(step, exact_only=exact_only)
+
+
+_query_requests: dict[str, WireRequest] = {}
+
+
+def _request_for(step: Any, *, exact_only: bool) -> WireRequest:
     try:
         key = _step_key(step)
     except PlainError:
@@ -1184,6 +1233,9 @@ CODEC = WireCodec(name="mysql", request=request_for, check_response=_check_respo
 # -- tracking a connection ---------------------------------------------------------------------
 
 
+_SERVER_KINDS = frozenset(ServerMessage.__args__)
+
+
 @dataclass(slots=True)
 class Exchange:
     """A completed command: the request and every packet of the server's reply, in order."""
@@ -1196,7 +1248,12 @@ class Exchange:
 
     @property
     def messages(self) -> list[ServerMessage]:
-        return [m for p in self.packets if isinstance(m := p.message, ServerMessage)]
+        out: list[ServerMessage] = []
+        for p in self.packets:
+            m = p.message
+            if type(m) in _SERVER_KINDS or isinstance(m, ServerMessage):
+                out.append(cast(ServerMessage, m))
+        return out
 
     def response_data(self) -> dict[str, Any]:
         return {"messages": messages_doc(self.messages)}
@@ -1212,7 +1269,9 @@ class _Open:
 
 
 _NO_REPLY = (StmtClose, StmtSendLongData, Quit)
+_NOT_STORED = (AuthSwitchResponse, ClientAuthData, LocalInfileData)
 _AUTH = (AuthSwitchRequest, AuthMoreData)
+_RESULT_KINDS = frozenset({TextRow, ColumnDefinition, ColumnCount, EofPacket, OkPacket})
 
 
 class Tracker:
@@ -1230,16 +1289,19 @@ class Tracker:
 
     def client(self, event: Packet, now: float) -> None:
         m = event.message
-        if not isinstance(m, ClientMessage):
-            raise ProtocolError(f"{type(m).__name__} is not sent by a client")
-        if isinstance(m, AuthSwitchResponse | ClientAuthData | LocalInfileData):
-            return  # credentials (COM_CHANGE_USER) or a local file: never stored
-        self.statements.sent(m)
-        if isinstance(m, _NO_REPLY):
-            return
-        step = step_for(m, self.statements)
-        if step is None:
-            raise ProtocolError(f"{type(m).__name__} is not a command of the command phase")
+        if type(m) is Query:  # the common case, which none of the checks below concern
+            step = step_for(m, self.statements)
+        else:
+            if not isinstance(m, ClientMessage):
+                raise ProtocolError(f"{type(m).__name__} is not sent by a client")
+            if isinstance(m, _NOT_STORED):
+                return  # credentials (COM_CHANGE_USER) or a local file: never stored
+            self.statements.sent(m)
+            if isinstance(m, _NO_REPLY):
+                return
+            step = step_for(m, self.statements)
+            if step is None:
+                raise ProtocolError(f"{type(m).__name__} is not a command of the command phase")
         tag = self._new_tag() if self._new_tag is not None else None
         self._open.append(_Open(m, step, now, tag))
 
@@ -1248,6 +1310,9 @@ class Tracker:
             raise ProtocolError("a server packet answers no command that was tracked")
         head = self._open[0]
         if isinstance(event, Packet):
+            if type(event.message) in _RESULT_KINDS:  # the common case, as below
+                head.packets.append(event)
+                return []
             if not isinstance(event.message, _AUTH):
                 head.packets.append(event)
             if isinstance(event.message, PrepareOk) and isinstance(head.message, StmtPrepare):

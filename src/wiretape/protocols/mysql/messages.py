@@ -232,6 +232,7 @@ _STRING_LIKE = frozenset(
 # The flags tested on every packet, as plain ints: ``int & IntFlag`` builds an enum member
 # through IntFlag.__rand__, several times slower than int arithmetic.
 SESSION_TRACK = int(Capability.SESSION_TRACK)
+_CLIENT_MYSQL = int(Capability.LONG_PASSWORD)
 DEPRECATE_EOF = int(Capability.DEPRECATE_EOF)
 OPTIONAL_METADATA = int(Capability.OPTIONAL_RESULTSET_METADATA)
 QUERY_ATTRIBUTES = int(Capability.QUERY_ATTRIBUTES)
@@ -295,7 +296,7 @@ class HandshakeV10:
 
     @property
     def mariadb_capabilities(self) -> int:
-        if self.capabilities & Capability.LONG_PASSWORD:
+        if self.capabilities & _CLIENT_MYSQL:
             return 0
         return int.from_bytes(self.reserved[6:10], "little")
 
