@@ -11,6 +11,14 @@ re-parsed: progress is kept between calls. A bulk value of at most ``stream_thre
 taken in one piece once all of it is buffered; a longer one is *streamed*: its header is
 consumed at once and its data handed out as ``BulkChunk`` events as it arrives.
 
+Common shapes take a quick path: when no element is open, the bytes ahead are split on CRLF
+once (at most ``_QUICK_WINDOW`` of them) and every complete command that is an array of short
+bulk strings, or reply that is a scalar (simple string or error, integer, short bulk string,
+null) or a flat array of scalars, is queued at once. Each part is checked as the full parser
+would (canonical lengths, the same limits); the first element that is of another shape,
+incomplete or wrong is left to the full parser, which gives the same events and errors for it.
+A bulk string holding CRLF is split apart, so its length does not match and it goes there too.
+
 Lossless by construction: the parser accepts only the canonical spelling of every element
 (lengths and integers without signs or leading zeros, ``#t``/``#f``, CRLF everywhere), and the
 values keep what the spelling leaves open (a double's text, simple vs bulk, the three kinds of
@@ -341,6 +349,12 @@ _DOUBLE = re.compile(
 _BIG_NUMBER = re.compile(rb"[+-]?[0-9]+")
 _COMPACT_AT = 1 << 16
 _CR, _LF, _STAR, _DOLLAR = 13, 10, 42, 36
+_QUICK_WINDOW = 4096
+_QUICK_COUNTS = {b"*%d" % n: n for n in range(1, 1000)}
+_QUICK_LENGTHS = {b"$%d" % n: n for n in range(1000)}
+_INCOMPLETE, _OTHER = -1, -2
+_KNOWN_SIZE = 1024  # the longest chunk whose events are kept in ``known``
+_KNOWN_ENTRIES = 1024
 
 
 _TYPES: dict[int, str] = {
@@ -413,6 +427,10 @@ class RespParser:
 
     ``feed()`` bytes, then call ``next_event()`` until it returns ``NEED_DATA``. Raises only
     ``ProtocolError``; after one, every call raises it again.
+
+    ``known`` is a dict that parsers of the same kind and limits may share (the connections of
+    one dependency): the events of a small chunk fed into an empty buffer and read whole by the
+    quick path are kept there, so the same chunk fed again is not parsed again.
     """
 
     def __init__(
@@ -424,6 +442,7 @@ class RespParser:
         max_aggregate_length: int = 1 << 32,
         max_bulk_length: int = 512 << 20,
         max_line: int = 1 << 20,
+        known: dict[bytes, tuple[Event, ...]] | None = None,
     ) -> None:
         if stream_threshold < 0 or max_depth < 1 or max_line < 1:
             raise ValueError("stream_threshold must be >= 0, max_depth and max_line >= 1")
@@ -441,6 +460,11 @@ class RespParser:
         self._bulk_left = -1  # data bytes left of the streamed bulk, -1 when not streaming
         self._eof = False
         self._error: ProtocolError | None = None
+        self._quick_ok = max_line >= 3  # the headers the quick path reads have at most 3 digits
+        self._quick_limit = min(stream_threshold, max_bulk_length)
+        self._slow_at = self._slow_end = -1  # where the quick path last found nothing to take
+        self._fed: bytes | None = None  # the last chunk fed, while it is all the buffer holds
+        self._known = known
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -456,11 +480,13 @@ class RespParser:
                 )
             )
         pos = self._pos
-        if pos and (pos >= _COMPACT_AT or pos * 2 >= len(self._buf)):
-            del self._buf[:pos]
+        buf = self._buf
+        if pos and (pos >= _COMPACT_AT or pos * 2 >= len(buf)):
+            del buf[:pos]
             self._base += pos
             self._pos = 0
-        self._buf += data
+        self._fed = None if buf or type(data) is not bytes else data
+        buf += data
 
     def feed_eof(self) -> None:
         """The peer closed its side; the next ``next_event()`` that runs out of bytes raises
@@ -471,7 +497,15 @@ class RespParser:
     def next_event(self) -> Event | NeedData:
         if self._out:
             return self._out.popleft()
-        self._check_error()
+        if self._error is not None:
+            self._check_error()
+        if not self._stack and self._bulk_left < 0:
+            if self._pos >= len(self._buf):
+                return NEED_DATA
+            if self._quick_ok:
+                self._quick()
+                if self._out:
+                    return self._out.popleft()
         try:
             result = self._step()
             if result is NEED_DATA and self._eof and self.in_message:
@@ -627,6 +661,142 @@ class RespParser:
             event = self._finish(value)
             if event is not None:
                 return event
+
+    # -- quick path ------------------------------------------------------------------------------
+
+    def _quick(self) -> None:
+        """Queue the complete top-level elements of common shapes found at the read offset, from
+        one split of the next ``_QUICK_WINDOW`` bytes on CRLF: commands that are arrays of short
+        bulk strings; replies that are simple strings or errors, integers, short bulk strings,
+        nulls, or flat arrays of those. It stops at the first element of another shape, not
+        complete in the window, or not valid, which ``_step`` then parses (or reports). A bulk
+        string whose data holds CRLF is split apart, so its length does not match and it stops
+        there too: whatever is queued is exactly what ``_step`` would give."""
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        if self._base + pos == self._slow_at and self._base + size == self._slow_end:
+            return  # this element was tried and goes to _step, and no byte came since
+        whole = self._fed if pos == 0 else None  # the buffer is this one chunk
+        known = self._known
+        if whole is not None and known is not None:
+            events = known.get(whole)
+            if events is not None:
+                self._out.extend(events)
+                self._pos = size
+                return
+        stop = pos + _QUICK_WINDOW
+        chunk = whole[:stop] if whole is not None else bytes(buf[pos:stop])
+        parts = chunk.split(b"\r\n")
+        if self._kind is Kind.COMMAND:
+            taken, short = self._quick_commands(parts)
+        else:
+            taken, short = self._quick_replies(parts)
+        used = sum(map(len, parts[:taken])) + 2 * taken
+        self._pos = pos + used
+        if used == size:
+            if whole is not None and known is not None and size <= _KNOWN_SIZE:
+                if len(known) >= _KNOWN_ENTRIES:
+                    del known[next(iter(known))]
+                known[whole] = tuple(self._out)
+        elif not (short and taken and stop < size):  # unless the window cut the next element
+            self._slow_at = self._base + pos + used
+            self._slow_end = self._base + size
+
+    def _quick_commands(self, parts: list[bytes]) -> tuple[int, bool]:
+        """How many of ``parts`` make complete commands (queued), and whether the next command is
+        incomplete (rather than of another shape)."""
+        out = self._out
+        limit = self._quick_limit
+        most = self._max_aggregate
+        n = len(parts) - 1  # the last part is what follows the last CRLF
+        i = 0
+        while i < n:
+            count = _QUICK_COUNTS.get(parts[i])
+            if count is None or count > most:
+                return i, False
+            end = i + 1 + 2 * count
+            if end > n:
+                return i, True
+            args = parts[i + 2 : end : 2]
+            for head, arg in zip(parts[i + 1 : end : 2], args, strict=True):
+                length = _QUICK_LENGTHS.get(head)
+                if length != len(arg) or length > limit:
+                    return i, False
+            out.append(Command(tuple(args)))
+            i = end
+        return i, True
+
+    def _quick_replies(self, parts: list[bytes]) -> tuple[int, bool]:
+        """As ``_quick_commands``, for replies."""
+        out = self._out
+        n = len(parts) - 1
+        i = 0
+        items: list[Value] = []
+        while i < n:
+            part = parts[i]
+            if part[:1] != b"*":
+                j = self._quick_scalar(parts, i, n, items)
+                if j < 0:
+                    return i, j == _INCOMPLETE
+                out.append(Reply(items.pop()))
+                i = j
+                continue
+            count = _QUICK_COUNTS.get(part)
+            if count is None:
+                if part != b"*-1":
+                    return i, False
+                out.append(Reply(Null(NullKind.ARRAY)))
+                i += 1
+                continue
+            if count > self._max_aggregate:
+                return i, False
+            j = i + 1
+            for _ in range(count):
+                j = self._quick_scalar(parts, j, n, items)
+                if j < 0:
+                    return i, j == _INCOMPLETE
+            out.append(Reply(Array(tuple(items))))
+            items.clear()
+            i = j
+        return i, True
+
+    def _quick_scalar(self, parts: list[bytes], i: int, n: int, items: list[Value]) -> int:
+        """Append the simple string or error, integer, short bulk string or null bulk that starts
+        at ``parts[i]`` to ``items``; the index of the part after it, or ``_INCOMPLETE`` or
+        ``_OTHER``."""
+        if i >= n:
+            return _INCOMPLETE
+        part = parts[i]
+        t = part[:1]
+        if t == b"$":
+            length = _QUICK_LENGTHS.get(part)
+            if length is None:
+                if part == b"$-1":
+                    items.append(Null(NullKind.BULK))
+                    return i + 1
+                return _OTHER
+            if i + 1 >= n:
+                return _INCOMPLETE
+            data = parts[i + 1]
+            if len(data) != length or length > self._quick_limit:
+                return _OTHER
+            items.append(BulkString(data))
+            return i + 2
+        if len(part) > self._max_line + 1:
+            return _OTHER
+        body = part[1:]
+        if t == b"+" or t == b"-":
+            if b"\r" in body or b"\n" in body:
+                return _OTHER
+            items.append(SimpleString(body) if t == b"+" else SimpleError(body))
+            return i + 1
+        if t == b":" and len(body) <= 20 and _INTEGER.fullmatch(body):
+            number = int(body)
+            if -(1 << 63) <= number < 1 << 63:
+                items.append(Integer(number))
+                return i + 1
+        return _OTHER
 
     def _no_line(self, t: int, pos: int, size: int) -> NeedData:
         """No CRLF yet after the type byte at ``pos``: wait, or refuse what cannot be RESP."""

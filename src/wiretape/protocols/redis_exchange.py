@@ -119,6 +119,7 @@ __all__ = [
     "CommandAssembler",
     "Exchange",
     "LargeArg",
+    "RequestCache",
     "Requests",
     "Spool",
     "Tracker",
@@ -607,6 +608,63 @@ class Requests:
         return _build(args, name, command_doc(args, tx=queued), queued)
 
 
+# Commands whose request is not kept by ``RequestCache``: they change what the key of the next
+# command depends on (the MULTI state), or carry a password.
+_UNCACHED = frozenset({"MULTI", "EXEC", "DISCARD", "RESET"}) | _REDACTED_NAMES
+_Known = tuple[WireRequest, str, bool]
+
+
+class RequestCache:
+    """The requests of commands seen before, by their exact arguments and the ``MULTI`` state:
+    what ``Requests.request`` (then ``with_request_noise`` with ``noise``) gives for them, built
+    once. Shared by the connections of one dependency; holds at most ``entries`` commands of at
+    most ``max_bytes`` bytes of arguments each, dropping the oldest first.
+
+    Commands that change the ``MULTI`` state or carry a password always take the full path.
+    """
+
+    def __init__(
+        self,
+        noise: Sequence[tuple[str, Sequence[int]]] = (),
+        *,
+        entries: int = 2048,
+        max_bytes: int = 1024,
+        max_args: int = 32,
+    ) -> None:
+        self._noise = noise
+        self._entries = entries
+        self._max_bytes = max_bytes
+        self._max_args = max_args
+        self._known: tuple[dict[tuple[bytes, ...], _Known], dict[tuple[bytes, ...], _Known]] = (
+            {},
+            {},
+        )
+
+    def __len__(self) -> int:
+        return len(self._known[0]) + len(self._known[1])
+
+    def request(self, requests: Requests, args: tuple[bytes, ...]) -> _Known:
+        """``(request, name, queued)`` of ``args`` on the connection ``requests`` builds for,
+        as the full path computes them (``requests`` moves to the state after the command)."""
+        small = len(args) <= self._max_args and sum(map(len, args)) <= self._max_bytes
+        known = self._known[requests.tx]
+        if small:
+            found = known.get(args)
+            if found is not None:
+                return found
+        name = name_of(args)
+        queued = requests.queues(name)
+        request = requests.request(args, name)
+        if self._noise:
+            request = with_request_noise(request, self._noise)
+        found = (request, name, queued)
+        if small and name not in _UNCACHED and self._entries > 0:
+            if len(known) >= self._entries:
+                del known[next(iter(known))]
+            known[args] = found
+        return found
+
+
 class CommandAssembler:
     """Turns a ``Kind.COMMAND`` parser's events into argument lists. A streamed argument is kept
     while it is at most ``LARGE_ARG`` bytes and hashed from there on, never held whole; so the
@@ -788,6 +846,9 @@ _FAMILY_SET = {
     "sunsubscribe": "s",
 }
 _MESSAGES = frozenset({"message", "pmessage", "smessage"})
+# Frames that answer the oldest waiting command whatever the connection's state.
+_SCALARS = frozenset({SimpleString, SimpleError, Integer, BulkString, Null})
+_STATE_CHANGES = frozenset({"HELLO", "RESET", "MONITOR", "CLIENT TRACKING"})
 _SECRET_CONFIGS = frozenset({b"requirepass", b"masterauth"})
 
 
@@ -943,7 +1004,8 @@ class Tracker:
     the exchanges it completed, in command order. ``close()`` returns the rest. ``new_tag`` is
     called when a command is sent (the proxy uses it to link the exchange to the test in flight);
     ``spool`` makes the sink that a large answer is written to (without one, large answers are
-    kept as values).
+    kept as values). With ``cache`` (a ``RequestCache`` without noise, which the connections of
+    a dependency share), commands given as a tuple of arguments take their request from it.
     """
 
     def __init__(
@@ -952,10 +1014,12 @@ class Tracker:
         *,
         spool: Callable[[], Spool] | None = None,
         large_reply: int = LARGE_REPLY,
+        cache: RequestCache | None = None,
     ) -> None:
         self._new_tag = new_tag
         self._spool = spool
         self._large = large_reply
+        self._cache = cache
         self.requests = Requests()
         self._pending: deque[_Pending] = deque()
         self._held: Exchange | None = None
@@ -981,9 +1045,12 @@ class Tracker:
         if self._held is not None:
             out.append(self._held)
             self._held = None
-        name = name_of(args)
-        queued = self.requests.queues(name)
-        request = self.requests.request(args, name)
+        if self._cache is not None and type(args) is tuple:
+            request, name, queued = self._cache.request(self.requests, args)
+        else:
+            name = name_of(args)
+            queued = self.requests.queues(name)
+            request = self.requests.request(args, name)
         expect, family = self._expect(name, args, queued)
         entry = _Pending(
             request,
@@ -993,7 +1060,7 @@ class Tracker:
             family,
             not queued and _blocks(name, args),
             self._new_tag() if self._new_tag is not None else None,
-            switch_on=len(args) > 2 and _word(args[2]) == "ON",
+            switch_on=name == "CLIENT TRACKING" and len(args) > 2 and _word(args[2]) == "ON",
         )
         if not self._pending:
             entry.ready_at = now
@@ -1034,6 +1101,16 @@ class Tracker:
 
     def server(self, event: Event, now: float) -> list[Exchange]:
         out: list[Exchange] = []
+        if type(event) is Reply:
+            value = event.value
+            kind = type(value)
+            if kind in _SCALARS and self._pending:
+                head = self._head()
+                if head is not None and head.spool is None and not self._over(value):
+                    self._answer(head, value, kind is SimpleError, now, out)
+                    return out
+            self._frame(value, now, out, push=False)
+            return out
         if isinstance(event, Reply | Push):
             self._frame(event.value, now, out, push=isinstance(event, Push))
             return out
@@ -1168,6 +1245,26 @@ class Tracker:
             head.frames.append(value)
         head.got += 1
         self._state_after(head, value)
+        self._check_done(head, now, out, error=error)
+
+    def _over(self, value: Value) -> bool:
+        """Whether the scalar ``value`` sends its exchange's answer to a spool (``_size_over``
+        for one scalar)."""
+        if self._spool is None:
+            return False
+        size = len(value.data) if isinstance(value, BulkString | SimpleString | SimpleError) else 0
+        return size + 8 > self._large
+
+    def _answer(
+        self, head: _Pending, value: Value, error: bool, now: float, out: list[Exchange]
+    ) -> None:
+        """A scalar frame that answers ``head`` (what ``_frame`` does for one)."""
+        if head.first_at is None:
+            head.first_at = now
+        head.frames.append(value)
+        head.got += 1
+        if head.name in _STATE_CHANGES:
+            self._state_after(head, value)
         self._check_done(head, now, out, error=error)
 
     def _confirmed(self, kind: str, items: tuple[Value, ...]) -> None:

@@ -20,6 +20,11 @@ each live command's key; the recorded mocks in the index must be keyed the same 
 (``with_request_noise``). A miss
 answers ``-ERR wiretape: no recorded answer for ...`` naming the closest recording; malformed
 bytes get ``-ERR wiretape: malformed ...`` and the connection is closed.
+
+Both sides are built for many small commands: the connections of one dependency share the
+events of small chunks already parsed (``RespParser(known=...)``) and the requests of commands
+already seen (``RequestCache``); the mock server encodes each distinct small answer once and
+writes the answers to one read at once.
 """
 
 from __future__ import annotations
@@ -35,13 +40,13 @@ from dataclasses import dataclass
 from wiretape.config import DepConfig
 from wiretape.errors import ProtocolError
 from wiretape.match.index import MockIndex
-from wiretape.model import BlobRef, Miss, Mock, WireResponse
-from wiretape.protocols.redis import NEED_DATA, Kind, RespParser, encode_reply
+from wiretape.model import BlobRef, Miss, Mock, WireRequest, WireResponse
+from wiretape.protocols.redis import NEED_DATA, Command, Event, Kind, RespParser, encode_reply
 from wiretape.protocols.redis_exchange import (
     LARGE_ARG,
-    Arg,
     CommandAssembler,
     Exchange,
+    RequestCache,
     Requests,
     Tracker,
     answer_of,
@@ -77,6 +82,9 @@ class RedisRecordHooks:
     def __init__(self, recorder: Recorder, dep: DepConfig) -> None:
         self.recorder = recorder
         self.dep = dep
+        self.requests = RequestCache()
+        self.known_commands: dict[bytes, tuple[Event, ...]] = {}  # see RespParser
+        self.known_replies: dict[bytes, tuple[Event, ...]] = {}
 
     async def serve(self, client: ByteStream) -> None:
         await _RecordConnection(self, client).run()
@@ -88,10 +96,19 @@ class _RecordConnection:
         self.dep = hooks.dep.name
         self.client = client
         limit = hooks.dep.max_message_size
-        self.commands = RespParser(Kind.COMMAND, stream_threshold=LARGE_ARG, max_bulk_length=limit)
-        self.replies = RespParser(Kind.REPLY, stream_threshold=LARGE_ARG, max_bulk_length=limit)
+        self.commands = RespParser(
+            Kind.COMMAND,
+            stream_threshold=LARGE_ARG,
+            max_bulk_length=limit,
+            known=hooks.known_commands,
+        )
+        self.replies = RespParser(
+            Kind.REPLY, stream_threshold=LARGE_ARG, max_bulk_length=limit, known=hooks.known_replies
+        )
         self.assembler = CommandAssembler()
-        self.tracker = Tracker(hooks.recorder.attribute_now, spool=hooks.recorder.new_sink)
+        self.tracker = Tracker(
+            hooks.recorder.attribute_now, spool=hooks.recorder.new_sink, cache=hooks.requests
+        )
         self.parsing = True
         self.pending: deque[Exchange] = deque()
 
@@ -131,7 +148,8 @@ class _RecordConnection:
             if self.parsing:  # before any await, so a command is always seen before its answer
                 self._parse(self.commands, data, now, "client")
             await upstream.drain()
-            await self._flush()
+            if self.pending:
+                await self._flush()
 
     async def _pump_server(self, upstream: ByteStream) -> None:
         while True:
@@ -144,19 +162,31 @@ class _RecordConnection:
             if self.parsing:
                 self._parse(self.replies, data, now, "server")
             await self.client.drain()
-            await self._flush()
+            if self.pending:
+                await self._flush()
 
     def _parse(self, parser: RespParser, data: bytes, now: float, side: str) -> None:
         tracker = self.tracker
+        pending = self.pending
         try:
             parser.feed(data)
-            while (event := parser.next_event()) is not NEED_DATA:
-                if side == "client":
-                    args = self.assembler.feed(event)
-                    if args is not None:
-                        self.pending.extend(tracker.command(args, now))
-                else:
-                    self.pending.extend(tracker.server(event, now))
+            if side == "client":
+                assembler = self.assembler
+                while (event := parser.next_event()) is not NEED_DATA:
+                    if type(event) is Command:
+                        done = tracker.command(event.args, now)
+                    else:
+                        args = assembler.feed(event)
+                        if args is None:
+                            continue
+                        done = tracker.command(args, now)
+                    if done:
+                        pending.extend(done)
+            else:
+                while (event := parser.next_event()) is not NEED_DATA:
+                    done = tracker.server(event, now)
+                    if done:
+                        pending.extend(done)
         except ProtocolError as exc:
             self._give_up(side, exc)
 
@@ -217,18 +247,58 @@ class RedisMockServer:
         self.index = index
         self.noise = dep.request_noise
         self.on_miss = on_miss
+        self.requests = RequestCache(self.noise)
+        self.known: dict[bytes, tuple[Event, ...]] = {}  # see RespParser
         self._prepared: dict[int, _Prepared | str | None] = {}
+        self._answers: dict[tuple[object, object], _Prepared] = {}
 
     async def serve(self, client: ByteStream) -> None:
         await _MockConnection(self, client).run()
 
     def prepared(self, mock: Mock) -> _Prepared | str | None:
-        """``mock``'s answer as bytes (encoded once per mock), None when it was recorded without
-        one, or why it cannot be sent."""
+        """``mock``'s answer as bytes (encoded once per distinct small answer, else once per
+        mock), None when it was recorded without one, or why it cannot be sent."""
+        plain = _plain_key(mock.response)
+        if plain is not None:
+            found = self._answers.get(plain)
+            if found is not None:
+                return found
+            answer = _prepare(mock)
+            if isinstance(answer, _Prepared):
+                if len(self._answers) >= _ANSWERS:
+                    del self._answers[next(iter(self._answers))]
+                self._answers[plain] = answer
+            return answer
         key = id(mock)
         if key not in self._prepared:
             self._prepared[key] = _prepare(mock)
         return self._prepared[key]
+
+
+_UNSET = object()
+_ANSWERS = 4096  # distinct small answers kept encoded
+_PLAIN_MAX = 512  # longest answer text that is looked up by value
+
+
+def _plain_key(response: object) -> tuple[object, object] | None:
+    """A hashable form of a recorded answer that is one small scalar frame (``{reply: 'x'}``,
+    ``{reply: {simple: OK}}``, ``{reply: 3}``...), equal for equal answers; None for others."""
+    if type(response) is not WireResponse or response.raw is not None:
+        return None
+    data = response.data
+    if type(data) is not dict or len(data) != 1:
+        return None
+    reply = data.get("reply", _UNSET)
+    kind = type(reply)
+    if kind is str:
+        return (kind, reply) if len(reply) <= _PLAIN_MAX else None
+    if kind is int or kind is bool or reply is None:
+        return (kind, reply)
+    if kind is dict and len(reply) == 1:
+        ((name, text),) = reply.items()
+        if type(name) is str and type(text) is str and len(text) <= _PLAIN_MAX:
+            return (name, text)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +333,14 @@ class _MockConnection:
         self.dep = server.dep.name
         self.client = client
         self.parser = RespParser(
-            Kind.COMMAND, stream_threshold=LARGE_ARG, max_bulk_length=server.dep.max_message_size
+            Kind.COMMAND,
+            stream_threshold=LARGE_ARG,
+            max_bulk_length=server.dep.max_message_size,
+            known=server.known,
         )
         self.assembler = CommandAssembler()
         self.requests = Requests()
-        self.out = bytearray()
+        self.out: list[bytes] = []  # answers to write at the next read
         self.later: deque[tuple[float, bytes]] = deque()  # (loop time to send at, frame)
         self.pusher: asyncio.Task[None] | None = None
         self.closing = False
@@ -280,13 +353,15 @@ class _MockConnection:
                 self.pusher.cancel()
 
     async def _loop(self) -> None:
+        parser = self.parser
+        cache = self.server.requests
         while not self.closing:
             try:
-                event = self.parser.next_event()
+                event = parser.next_event()
             except ProtocolError as exc:
                 log.info("%s: malformed client bytes: %s", self.dep, exc)
                 self._send_later_now()
-                self.out += error_reply(f"wiretape: malformed command: {exc.message}")
+                self.out.append(error_reply(f"wiretape: malformed command: {exc.message}"))
                 await self._write()
                 return
             if event is NEED_DATA:
@@ -295,46 +370,64 @@ class _MockConnection:
                 if not data:
                     return
                 with contextlib.suppress(ProtocolError):  # raised again by next_event()
-                    self.parser.feed(data)
+                    parser.feed(data)
                 continue
-            args = self.assembler.feed(event)
-            if args:
-                await self._answer(args)
+            if type(event) is Command:
+                if not event.args:
+                    continue
+                request, name, _ = cache.request(self.requests, event.args)
+            else:
+                args = self.assembler.feed(event)
+                if not args:
+                    continue
+                name = name_of(args)
+                request = with_request_noise(self.requests.request(args, name), self.server.noise)
+            answer = self._find(request)
+            if answer is None:
+                continue
+            if answer.delay > 0 or answer.raw is not None or answer.after:
+                await self._deliver(answer)
+            else:
+                self.out.append(answer.frames)
+            if name == "QUIT":
+                self.closing = True
         await self._write()
 
     async def _write(self) -> None:
-        if self.out:
-            self.client.write(bytes(self.out))
-            self.out.clear()
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
         await self.client.drain()
 
-    async def _answer(self, args: list[Arg]) -> None:
-        self._send_later_now()
-        name = name_of(args)
-        request = with_request_noise(self.requests.request(args, name), self.server.noise)
+    def _find(self, request: WireRequest) -> _Prepared | None:
+        """The answer to send for ``request``; None when there is none to send (a miss or an
+        unsendable recording has been answered with an error already)."""
+        if self.later or self.pusher is not None:
+            self._send_later_now()
         found = self.server.index.lookup(self.dep, request)
         if isinstance(found, Miss):
             self._miss(found, request.summary)
-            return
+            return None
         answer = self.server.prepared(found)
-        if answer is None:
-            return  # recorded without an answer: the server never answered it
         if isinstance(answer, str):
-            self.out += error_reply(f"wiretape: {request.summary}: {answer}")
-            return
+            self.out.append(error_reply(f"wiretape: {request.summary}: {answer}"))
+            return None
+        return answer  # None: recorded without an answer, the server never answered it
+
+    async def _deliver(self, answer: _Prepared) -> None:
+        """An answer that waits its recorded delay, is a stored body, or has frames after it."""
         if answer.delay > 0:
             await self._write()
             await asyncio.sleep(answer.delay)
         if answer.raw is not None:
             await self._send_raw(answer.raw)
         else:
-            self.out += answer.frames
+            self.out.append(answer.frames)
         if answer.after:
             start = asyncio.get_running_loop().time()
             self.later.extend((start + delay, frame) for delay, frame in answer.after)
             self.pusher = asyncio.create_task(self._push_later())
-        if name == "QUIT":
-            self.closing = True
 
     def _miss(self, miss: Miss, summary: str) -> None:
         text = f"wiretape: no recorded answer for {summary}"
@@ -343,13 +436,13 @@ class _MockConnection:
             text += f"; closest recording {best.mock_id}: " + "; ".join(best.differences)
         if miss.reason:
             text += f"; {miss.reason}"
-        self.out += error_reply(text)
+        self.out.append(error_reply(text))
         if self.server.on_miss is not None:
             self.server.on_miss(miss)
 
     async def _send_raw(self, raw: bytes | BlobRef) -> None:
         if isinstance(raw, bytes):
-            self.out += raw
+            self.out.append(raw)
             return
         await self._write()
         with open(raw.path, "rb") as fh:
@@ -363,7 +456,7 @@ class _MockConnection:
             self.pusher.cancel()
             self.pusher = None
         while self.later:
-            self.out += self.later.popleft()[1]
+            self.out.append(self.later.popleft()[1])
 
     async def _push_later(self) -> None:
         loop = asyncio.get_running_loop()
