@@ -73,11 +73,7 @@ class SocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
         if self._buffered > BUFFER_LIMIT and not self._paused_reading and self.transport:
             self._paused_reading = True
             self.transport.pause_reading()
@@ -90,22 +86,14 @@ class SocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._wake()
-        drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._release_drain()
 
     def pause_writing(self) -> None:
         self._paused_writing = True
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._release_drain()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -113,6 +101,13 @@ class SocketProtocol(asyncio.Protocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _release_drain(self) -> None:
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
 
     async def read(self) -> bytes:
         while not self._chunks:
