@@ -1,5 +1,6 @@
-"""CPU cost per PostgreSQL exchange, in-process and without sockets: recorded by the record proxy,
-answered by the mock server; and the secret redaction every recorded HTTP exchange goes through.
+"""CPU cost per PostgreSQL and Redis exchange, in-process and without sockets: recorded by the
+record proxy, answered by the mock server; and the secret redaction every recorded HTTP exchange
+goes through.
 
     .venv/bin/python bench/record_cost.py [--exchanges N] [--rounds R]
 
@@ -8,8 +9,11 @@ the bytes of an exchange of the ``pgbench -S`` shape from each side, as its two 
 directions parsed, the tracker, the stored form, and ``Recorder.add_wire_mock`` with its journal
 write. Replay serves N such batches, each with its own parameter, to one mock server connection
 (``PgMockServer``) from an index of N recorded mocks rebuilt from their stored form, as
-``load_set`` does. Prints the median over rounds of microseconds per exchange, as wall time and
-as CPU time of the process (all its threads).
+``load_set`` does. The Redis rows do the same with ``redis-benchmark``'s ``SET`` (one command per
+read, as without pipelining): ``RedisRecordHooks`` fed the command and its ``+OK``, and a
+``RedisMockServer`` connection answering N commands from N recorded mocks. Prints the median
+over rounds of microseconds per exchange, as wall time and as CPU time of the process (all its
+threads).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from wiretape.protocols.postgres.messages import (
     Sync,
     TransactionStatus,
 )
+from wiretape.proxy import redis as redis_proxy
 from wiretape.proxy.postgres import PgMockServer, PgRecordHooks, _RecordConnection
 from wiretape.proxy.tls import client_context
 from wiretape.runner.recorder import Recorder
@@ -197,6 +202,61 @@ def pg_replay(n: int) -> tuple[float, float]:
     return result
 
 
+REDIS_SET = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nVXK\r\n"
+
+
+async def _redis_record(n: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SetWriter(Path(tmp), SetInfo("bench", time.time(), "bench"))
+        recorder = Recorder(writer)
+        hooks = redis_proxy.RedisRecordHooks(recorder, DepConfig("cache", "redis", "127.0.0.1:1"))
+        conn = redis_proxy._RecordConnection(hooks, Scripted([]))
+
+        async def run() -> None:
+            for _ in range(n):
+                conn._parse(conn.commands, REDIS_SET, time.time(), "client")
+                conn._parse(conn.replies, b"+OK\r\n", time.time(), "server")
+                await conn._flush()
+                await asyncio.sleep(0)
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        await run()
+        result = (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+        assert recorder.mocks == n, recorder.mocks
+        writer.close()
+    return result
+
+
+def redis_record(n: int) -> tuple[float, float]:
+    return asyncio.run(_redis_record(n))
+
+
+def redis_replay(n: int) -> tuple[float, float]:
+    from wiretape.protocols.redis_exchange import Requests
+
+    request = Requests().request((b"SET", b"key:__rand_int__", b"VXK"))
+    mocks = [
+        Mock(
+            f"cache-{i:05d}",
+            "cache",
+            "redis",
+            request,
+            WireResponse({"reply": {"simple": "OK"}}),
+            None,
+            LinkKind.SESSION,
+        )
+        for i in range(n)
+    ]
+    index = MockIndex(mocks, {})
+    index.begin_test(None)
+    server = redis_proxy.RedisMockServer(DepConfig("cache", "redis", "127.0.0.1:1"), index)
+    stream = Scripted([REDIS_SET] * n)
+    result = timed(lambda: asyncio.run(server.serve(stream)), n)
+    assert not index.misses(None), index.misses(None)[0]
+    assert stream.written == 5 * n, stream.written
+    return result
+
+
 def http_redaction(n: int) -> tuple[float, float]:
     secrets = Secrets()
     req = HttpRequest("GET", "/data.json?x=1", (("Host", "h"), ("Accept", "*/*")), b"")
@@ -220,6 +280,8 @@ def main() -> None:
     rows: list[tuple[str, Callable[[], tuple[float, float]]]] = [
         ("PostgreSQL exchange recorded (pgbench -S shape)", lambda: pg_record(n)),
         ("PostgreSQL batch answered by the mock server", lambda: pg_replay(n)),
+        ("Redis SET recorded (redis-benchmark shape)", lambda: redis_record(n)),
+        ("Redis SET answered by the mock server", lambda: redis_replay(n)),
         ("HTTP exchange redacted (request + JSON response)", lambda: http_redaction(n * 4)),
     ]
     for label, measure in rows:

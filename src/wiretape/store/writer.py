@@ -178,6 +178,7 @@ class SetWriter:
                 str(self._journal_path), f"cannot create the journal: {exc}", _SPACE_HINT
             ) from exc
         self._session_docs: list[dict[str, Any]] = []
+        self._session_dirty = False
         self._deferred: list[bytes] = []
         self._error: BaseException | None = None
         self._closed = False
@@ -336,8 +337,11 @@ class SetWriter:
             seen = self._appends
             while self._busy():
                 self._closing.wait(IDLE_SECONDS)
+            # ``close`` appends its last records before it sets ``_closing``: a pass that starts
+            # after that sees every record, and is the last one.
+            final = self._closing.is_set()
             try:
-                offset = self._materialize(offset)
+                offset = self._materialize(offset, final=final)
                 self._done_offset = offset
             except Exception as exc:
                 if self._error is None:
@@ -347,12 +351,17 @@ class SetWriter:
                         else exc
                     )
                 return
-            if self._closing.is_set():
+            if final:
                 return
 
-    def _materialize(self, offset: int) -> int:
-        """Write YAML for the journal records from ``offset``; stop early if traffic resumes."""
-        session_dirty = False
+    def _materialize(self, offset: int, *, final: bool) -> int:
+        """Write YAML for the journal records from ``offset``; stop early if traffic resumes.
+
+        ``mocks/_session.yaml`` holds every session mock, so it is written once, in the
+        ``final`` pass when the recording stops: rewriting it after every quiet spell would cost
+        time in proportion to all the session mocks so far, again and again. Until then the
+        journal holds them, and ``load_set`` reads them from there.
+        """
         for record, end in journal.read(self._journal_path, self._bodies, offset):
             if record.kind == "test":
                 assert record.test is not None
@@ -366,14 +375,15 @@ class SetWriter:
                 self._session_docs.extend(
                     fmt.mock_to_doc(m, self._bodies, fsync=self._fsync) for m in record.mocks
                 )
-                session_dirty = True
+                self._session_dirty = True
             offset = end
             if self._busy():
                 self._wake.set()
                 break
-        if session_dirty:
+        if final and self._session_dirty:
             doc = {"format": fmt.FORMAT, "test": None, "mocks": self._session_docs}
             self._write(self._mocks / SESSION_FILE, dump(doc))
+            self._session_dirty = False
         return offset
 
     def _append_mocks(self, test_id: str, mocks: Sequence[Mock]) -> None:

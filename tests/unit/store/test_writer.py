@@ -554,3 +554,33 @@ def test_deferred_session_mocks_survive_a_crash_once_flushed(tmp_path: Path) -> 
     w._journal.close()  # the process dies here: no close(), no YAML
     session = reader.load_set(w.path).session
     assert [m.id for m in session] == ["s0", "s1", "s2"]
+
+
+def test_the_session_file_is_written_once_when_the_recording_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+    real = yamlio.atomic_write
+
+    def counted(path: Path, data: bytes | str, *, fsync: bool = False) -> None:
+        written.append(path.name)
+        real(path, data, fsync=fsync)
+
+    monkeypatch.setattr(writer, "atomic_write", counted)
+    w = SetWriter(tmp_path, info())
+    for spell in range(3):  # three bursts, each followed by a quiet spell the thread writes in
+        for i in range(4):
+            w.add_session_mock(mock(f"s{spell}-{i}"))
+        w.add_test(case(spell + 1), [])
+        deadline = time.monotonic() + 10
+        while w.backlog() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.backlog() == 0
+    assert writer.SESSION_FILE not in written
+    during = reader.load_set(w.path)  # the journal holds the session mocks meanwhile
+    assert [m.id for m in during.session] == [f"s{s}-{i}" for s in range(3) for i in range(4)]
+    w.close()
+    assert written.count(writer.SESSION_FILE) == 1
+    assert not (w.path / "journal.jsonl").exists()
+    after = reader.load_set(w.path)
+    assert [m.id for m in after.session] == [m.id for m in during.session]
