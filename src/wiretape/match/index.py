@@ -18,7 +18,7 @@ The index holds mutable replay state and is meant to be driven from one thread o
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from wiretape.match.explain import closest, closest_wire
@@ -108,6 +108,16 @@ class MockIndex:
         self._served: dict[str, list[str]] = {}
         self._served_positions: dict[str, set[int]] = {}
         self._misses: dict[str | None, list[Miss]] = {}
+
+    def mocks_of(self, dep: str) -> Iterator[Mock]:
+        """Every mock of ``dep``: the session's, then each test's, in recorded order."""
+        for mock in self._session_mocks:
+            if mock.dep == dep:
+                yield mock
+        for mocks in self._tests.values():
+            for mock in mocks:
+                if mock.dep == dep:
+                    yield mock
 
     def begin_test(self, test_id: str | None) -> None:
         """Make ``test_id``'s mocks the active set; None means between tests.

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import ssl
+import struct
 import time
 from typing import Any
 
@@ -487,9 +488,25 @@ class PgMockServer:
         self.dep = dep
         self.index = index
         self.ca = ca
-        # Encoded answers by mock id: a recording is encoded once, however often it answers.
+        # Encoded answers by mock id: a recording is encoded once, however often it answers,
+        # and before the first client connects, so serving only looks the bytes up.
         self.encoded: dict[str, tuple[bytes, TransactionStatus | None]] = {}
+        self.invalid: dict[str, str] = {}  # why a recorded answer cannot be sent, by mock id
         self.frames = ClientFrames()
+        for mock in index.mocks_of(dep.name):
+            response = mock.response
+            if isinstance(response, WireResponse) and response.raw is None:
+                self.encode(mock.id, response.data)
+
+    def encode(self, mock_id: str, data: Any) -> tuple[bytes, TransactionStatus | None] | None:
+        """The answer of ``mock_id`` as bytes, kept; None when it cannot be sent (see
+        ``invalid``), as after a hand edit that broke it."""
+        try:
+            encoded = self.encoded[mock_id] = encode_answer(data)
+        except (ValueError, TypeError, struct.error, OverflowError) as exc:
+            self.invalid[mock_id] = str(exc)
+            return None
+        return encoded
 
     async def serve(self, client: ByteStream) -> None:
         await _MockConnection(self, client).run()
@@ -663,7 +680,18 @@ class _MockConnection:
             return
         cached = self.server.encoded.get(found.id)
         if cached is None:
-            cached = self.server.encoded[found.id] = encode_answer(response.data)
+            cached = self.server.encode(found.id, response.data)
+            if cached is None:
+                problem = self.server.invalid[found.id]
+                self.client.write(
+                    error_message(
+                        MISS_SQLSTATE,
+                        f"wiretape: the recorded answer of {found.id} cannot be sent: {problem}",
+                    )
+                )
+                if syncs:
+                    self._ready(self.status)
+                return
         self.client.write(cached[0])
         if cached[1] is not None:
             self.status = cached[1]

@@ -267,3 +267,41 @@ def test_malformed_bytes_get_08P01_and_the_connection_ends(tail: bytes) -> None:
     assert got[-7:-1] == answer(b"ann")
     last = got[-1]
     assert isinstance(last, ErrorResponse) and last.sqlstate == "08P01"
+
+
+def test_answers_are_encoded_before_the_first_connection() -> None:
+    in_test = dataclasses.replace(mock(3, steps_of(SQL, "3"), answer(b"cy")), test="0001-get")
+    other = dataclasses.replace(mock(4, steps_of(SQL, "4"), answer(b"di")), dep="cache")
+    start = Mock(
+        "db-start",
+        "db",
+        "postgres",
+        startup_request(STARTUP),
+        WireResponse({"messages": [message_doc(m) for m in START]}),
+        None,
+        LinkKind.SESSION,
+    )
+    index = MockIndex(
+        [start, mock(1, steps_of(SQL, "1"), answer(b"ann")), other], {"0001-get": [in_test]}
+    )
+    srv = PgMockServer(DepConfig("db", "postgres", "127.0.0.1:1"), index, ca=None)
+    assert srv.encoded["db-0001"] == (encoded(*answer(b"ann")), TransactionStatus.IDLE)
+    assert srv.encoded["db-0003"] == (encoded(*answer(b"cy")), TransactionStatus.IDLE)
+    assert "db-0004" not in srv.encoded  # another dependency's
+    assert srv.invalid == {}
+
+
+def test_a_recorded_answer_that_cannot_be_sent_gets_an_error_and_others_still_answer() -> None:
+    broken = dataclasses.replace(
+        mock(1, steps_of(SQL, "1"), answer(b"ann")),
+        response=WireResponse({"messages": [{"Bogus": 1}]}),
+    )
+    srv = server([broken, mock(2, steps_of(SQL, "2"), answer(b"bob"))])
+    assert "Bogus" in srv.invalid["db-0001"]
+    got = answers(session(srv, [*extended(SQL, b"1"), *extended(SQL, b"2"), Terminate()]))
+    error = got[3]
+    assert isinstance(error, ErrorResponse)
+    assert dict(error.fields)["C"] == "WT001"
+    assert "db-0001 cannot be sent" in dict(error.fields)["M"]
+    assert got[4] == IDLE
+    assert got[5:] == answer(b"bob")
