@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import re
 import shutil
@@ -49,7 +50,7 @@ from wiretape.proxy.mysql import MysqlMockServer, MysqlRecordHooks  # noqa: E402
 from wiretape.proxy.server import Handler, Listener, install_fast_loop  # noqa: E402
 from wiretape.proxy.tls import client_context  # noqa: E402
 from wiretape.runner.recorder import Recorder  # noqa: E402
-from wiretape.store.reader import load_set  # noqa: E402
+from wiretape.store.reader import load_set, pinned  # noqa: E402
 from wiretape.store.writer import SetWriter  # noqa: E402
 
 ROWS = 10_000
@@ -83,7 +84,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    with pinned() if index is not None else contextlib.nullcontext():  # as ``wiretape test``
+        await stop.wait()
     await listener.stop(grace=0.5)
     if writer is not None:
         writer.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from wiretape.proxy.server import Handler, Listener, install_fast_loop
 from wiretape.proxy.streams import ByteStream
 from wiretape.proxy.tls import client_context
 from wiretape.runner.recorder import Recorder
-from wiretape.store.reader import load_set
+from wiretape.store.reader import load_set, pinned
 from wiretape.store.writer import SetWriter
 
 
@@ -66,7 +67,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    with pinned() if index is not None else contextlib.nullcontext():  # as ``wiretape test``
+        await stop.wait()
     await listener.stop(grace=0.5)
     if writer is not None:
         writer.close()

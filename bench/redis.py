@@ -99,7 +99,7 @@ async def serve_mock(set_dir: Path, port: int) -> None:
     from wiretape.match.index import MockIndex
     from wiretape.proxy.redis import RedisMockServer
     from wiretape.proxy.server import Listener
-    from wiretape.store.reader import load_set
+    from wiretape.store.reader import load_set, pinned
 
     test_set = load_set(set_dir)
     index = MockIndex(test_set.session, test_set.mocks)
@@ -107,7 +107,8 @@ async def serve_mock(set_dir: Path, port: int) -> None:
     dep = DepConfig("cache", "redis", "127.0.0.1:1")
     listener = Listener("mock cache", RedisMockServer(dep, index).serve, "127.0.0.1", port)
     await listener.start()
-    await _until_signalled()
+    with pinned():  # as ``wiretape test`` serves its tests
+        await _until_signalled()
     await listener.stop(grace=1.0)
     print(f"serve-mock: {len(index.misses(None))} misses", flush=True)
 

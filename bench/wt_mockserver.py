@@ -19,7 +19,7 @@ from pathlib import Path
 from wiretape.match.index import MockIndex
 from wiretape.proxy.mockserver import MockHttpServer
 from wiretape.proxy.server import Listener, install_fast_loop
-from wiretape.store.reader import load_set
+from wiretape.store.reader import load_set, pinned
 
 
 async def serve(set_dir: Path, dep: str, port: int) -> None:
@@ -41,7 +41,8 @@ async def serve(set_dir: Path, dep: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    with pinned():  # as ``wiretape test`` serves its tests
+        await stop.wait()
     await listener.stop(grace=0.5)
     misses = len(index.misses(None))
     print(f"wt_mockserver: stopped; {misses} misses", flush=True)

@@ -249,8 +249,14 @@ class RedisMockServer:
         self.on_miss = on_miss
         self.requests = RequestCache(self.noise)
         self.known: dict[bytes, tuple[Event, ...]] = {}  # see RespParser
-        self._prepared: dict[int, _Prepared | str | None] = {}
         self._answers: dict[tuple[object, object], _Prepared] = {}
+        # Every answer is prepared before the first client connects, by the identity of its
+        # mock (the index keeps the mocks alive while this server serves): serving then looks
+        # up one dict and touches neither the mock nor its stored form, which in a large set
+        # lie scattered over the heap.
+        self._prepared: dict[int, _Prepared | str | None] = {
+            id(mock): self._prepare(mock) for mock in index.mocks_of(dep.name)
+        }
 
     async def serve(self, client: ByteStream) -> None:
         await _MockConnection(self, client).run()
@@ -258,6 +264,12 @@ class RedisMockServer:
     def prepared(self, mock: Mock) -> _Prepared | str | None:
         """``mock``'s answer as bytes (encoded once per distinct small answer, else once per
         mock), None when it was recorded without one, or why it cannot be sent."""
+        try:
+            return self._prepared[id(mock)]
+        except KeyError:  # not one of the index's mocks of this dependency
+            return self._prepare(mock)
+
+    def _prepare(self, mock: Mock) -> _Prepared | str | None:
         plain = _plain_key(mock.response)
         if plain is not None:
             found = self._answers.get(plain)
@@ -269,10 +281,7 @@ class RedisMockServer:
                     del self._answers[next(iter(self._answers))]
                 self._answers[plain] = answer
             return answer
-        key = id(mock)
-        if key not in self._prepared:
-            self._prepared[key] = _prepare(mock)
-        return self._prepared[key]
+        return _prepare(mock)
 
 
 _UNSET = object()

@@ -29,7 +29,7 @@ from wiretape.runner.console import Live, say
 from wiretape.runner.record import SUPPORTED, check_protocols
 from wiretape.runner.stage import Stage
 from wiretape.secrets import Secrets, secrets_path
-from wiretape.store.reader import TestSet, load_set, resolve_set
+from wiretape.store.reader import TestSet, load_set, pinned, resolve_set
 from wiretape.store.yamlio import atomic_write
 
 
@@ -126,8 +126,11 @@ async def replay(
         if clock is not None:
             clock.start(test_set.tests)
             say(clock.describe(), quiet=opts.quiet)
-        await stage.start_app(clock.app_env if clock is not None else None)
-        results = await _run_tests(cfg, test_set, index, opts, secrets, clock, responses=responses)
+        with pinned():
+            await stage.start_app(clock.app_env if clock is not None else None)
+            results = await _run_tests(
+                cfg, test_set, index, opts, secrets, clock, responses=responses
+            )
     finally:
         await stage.close()
         if clock is not None:

@@ -68,3 +68,26 @@ def test_the_answers_to_one_read_go_out_in_one_write() -> None:
     assert received == b"+OK\r\n" * 16
     assert writes == 1
     assert index.misses(None) == []
+
+
+def test_every_answer_is_prepared_before_the_first_connection() -> None:
+    import dataclasses
+
+    mocks = [mock(i, [b"GET", b"k"], {"reply": f"v{i}"}) for i in range(3)]
+    elsewhere = dataclasses.replace(mock(9, [b"GET", b"k"], {"reply": "x"}), dep="other")
+    in_test = dataclasses.replace(mock(5, [b"GET", b"t"], {"reply": "t"}), test="0001-get")
+    index = MockIndex([*mocks, elsewhere], {"0001-get": [in_test]})
+    server = RedisMockServer(DepConfig("cache", "redis", "127.0.0.1:1"), index)
+    kept = server._prepared
+    assert set(kept) == {id(m) for m in [*mocks, in_test]}  # not the other dependency's
+    assert [server.prepared(m) for m in mocks] == [kept[id(m)] for m in mocks]
+    frames = [server.prepared(m) for m in [*mocks, in_test]]
+    assert [getattr(f, "frames", None) for f in frames] == [
+        b"$2\r\nv0\r\n",
+        b"$2\r\nv1\r\n",
+        b"$2\r\nv2\r\n",
+        b"$1\r\nt\r\n",
+    ]
+    other = server.prepared(elsewhere)  # not kept by identity, still answered
+    assert getattr(other, "frames", None) == b"$1\r\nx\r\n"
+    assert id(elsewhere) not in kept

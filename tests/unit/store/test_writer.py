@@ -584,3 +584,25 @@ def test_the_session_file_is_written_once_when_the_recording_stops(
     assert not (w.path / "journal.jsonl").exists()
     after = reader.load_set(w.path)
     assert [m.id for m in after.session] == [m.id for m in during.session]
+
+
+def test_pinned_exempts_a_loaded_set_from_the_collector_until_the_block_ends(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1), [mock("a")])
+    loaded = reader.load_set(w.path)
+    held = loaded.mocks[case(1).id][0].request.headers  # a container the collector tracks
+    assert gc.is_tracked(held)
+
+    def scanned() -> bool:
+        return any(o is held for o in gc.get_objects())
+
+    assert scanned()
+    with reader.pinned():
+        assert gc.get_freeze_count() > 0
+        assert not scanned()  # in the permanent generation: no collection looks at it
+    assert gc.get_freeze_count() == 0
+    assert scanned()
