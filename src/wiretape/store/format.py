@@ -714,9 +714,7 @@ def mock_to_doc(m: Mock, bodies_dir: Path, *, fsync: bool = False) -> dict[str, 
     return doc
 
 
-def _wire_response_doc(
-    r: HttpResponse | WireResponse | None, bodies_dir: Path, fsync: bool
-) -> Any:
+def _wire_response_doc(r: HttpResponse | WireResponse | None, bodies_dir: Path, fsync: bool) -> Any:
     if r is None:
         return None
     assert isinstance(r, WireResponse)

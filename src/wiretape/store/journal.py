@@ -236,6 +236,22 @@ def decode(line: bytes, bodies: Path) -> Record:
     raise ValueError(f"unknown journal record kind {kind!r}")
 
 
+_SESSION_PREFIX = b'{"k":"session"'
+
+
+def session_mocks(path: Path, bodies: Path, end: int) -> Iterator[Mock]:
+    """The mocks of the session records before offset ``end`` (where ``read`` stopped), in
+    order; the other records are skipped without being decoded."""
+    with open(path, "rb") as fh:
+        pos = 0
+        for line in fh:
+            if pos >= end:
+                return
+            pos += len(line)
+            if line.startswith(_SESSION_PREFIX):
+                yield from decode(line, bodies).mocks
+
+
 def read(path: Path, bodies: Path, offset: int = 0) -> Iterator[tuple[Record, int]]:
     """Records from ``offset`` on, each with the offset just past it.
 

@@ -28,18 +28,25 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from wiretape import __version__
 from wiretape.errors import StoreError
 from wiretape.model import BlobRef, Body, Mock, SetInfo, TestCase
 from wiretape.store import format as fmt
 from wiretape.store import journal
-from wiretape.store.yamlio import TMP_PREFIX, atomic_write, dump, load, store_error
+from wiretape.store.yamlio import (
+    TMP_PREFIX,
+    atomic_write,
+    atomic_write_parts,
+    dump,
+    load,
+    store_error,
+)
 
 SPOOL_THRESHOLD = 1 << 20
 SESSION_FILE = "_session.yaml"
@@ -177,8 +184,7 @@ class SetWriter:
             raise store_error(
                 str(self._journal_path), f"cannot create the journal: {exc}", _SPACE_HINT
             ) from exc
-        self._session_docs: list[dict[str, Any]] = []
-        self._session_dirty = False
+        self._session_seen = False  # the journal holds session records
         self._deferred: list[bytes] = []
         self._error: BaseException | None = None
         self._closed = False
@@ -372,19 +378,34 @@ class SetWriter:
                 assert record.test_id is not None
                 self._append_mocks(record.test_id, record.mocks)
             else:
-                self._session_docs.extend(
-                    fmt.mock_to_doc(m, self._bodies, fsync=self._fsync) for m in record.mocks
-                )
-                self._session_dirty = True
+                self._session_seen = True
             offset = end
             if self._busy():
                 self._wake.set()
                 break
-        if final and self._session_dirty:
-            doc = {"format": fmt.FORMAT, "test": None, "mocks": self._session_docs}
-            self._write(self._mocks / SESSION_FILE, dump(doc))
-            self._session_dirty = False
+        if final and self._session_seen:
+            self._write_session(offset)
         return offset
+
+    def _write_session(self, end: int) -> None:
+        """``mocks/_session.yaml`` from the journal's session records before ``end``, one mock
+        at a time: what a long recording piles up is never held in memory."""
+        path = self._mocks / SESSION_FILE
+        head = f"format: {fmt.FORMAT}\ntest: null\nmocks:\n"
+
+        def parts() -> Iterator[str]:
+            yield head
+            for mock in journal.session_mocks(self._journal_path, self._bodies, end):
+                doc = fmt.mock_to_doc(mock, self._bodies, fsync=self._fsync)
+                text = dump({"format": fmt.FORMAT, "test": None, "mocks": [doc]})
+                if not text.startswith(head):
+                    raise store_error(str(path), f"unexpected YAML for {mock.id}", _SPACE_HINT)
+                yield text[len(head) :]
+
+        try:
+            atomic_write_parts(path, parts(), fsync=self._fsync)
+        except OSError as exc:
+            raise store_error(str(path), f"cannot write: {exc}", _SPACE_HINT) from exc
 
     def _append_mocks(self, test_id: str, mocks: Sequence[Mock]) -> None:
         path = self._mocks / f"{test_id}.yaml"

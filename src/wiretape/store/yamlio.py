@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -170,11 +170,17 @@ def atomic_write(path: Path, data: bytes | str, *, fsync: bool = False) -> None:
     A killed process leaves at most a ``.tmp-*`` file behind, which readers ignore.
     With ``fsync`` the file and its directory are also flushed to the device.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    atomic_write_parts(path, (data,), fsync=fsync)
+
+
+def atomic_write_parts(path: Path, parts: Iterable[bytes | str], *, fsync: bool = False) -> None:
+    """``atomic_write`` of the concatenated ``parts``, written as they come: a file far larger
+    than what is held in memory at once."""
     tmp = path.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
     try:
         with open(tmp, "xb") as fh:
-            fh.write(raw)
+            for part in parts:
+                fh.write(part.encode("utf-8") if isinstance(part, str) else part)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -64,7 +64,12 @@ class Gate:
                 assert self.release.wait(10)
             real(path, data, fsync=fsync)
 
+        def gated_parts(path: Path, parts: Any, *, fsync: bool = False) -> None:
+            data = b"".join(p.encode() if isinstance(p, str) else p for p in parts)
+            gated(path, data, fsync=fsync)
+
         monkeypatch.setattr(writer, "atomic_write", gated)
+        monkeypatch.setattr(writer, "atomic_write_parts", gated_parts)
 
 
 # --- SetWriter -------------------------------------------------------------------------------
@@ -566,7 +571,12 @@ def test_the_session_file_is_written_once_when_the_recording_stops(
         written.append(path.name)
         real(path, data, fsync=fsync)
 
+    def counted_parts(path: Path, parts: Any, *, fsync: bool = False) -> None:
+        written.append(path.name)
+        yamlio.atomic_write_parts(path, parts, fsync=fsync)
+
     monkeypatch.setattr(writer, "atomic_write", counted)
+    monkeypatch.setattr(writer, "atomic_write_parts", counted_parts)
     w = SetWriter(tmp_path, info())
     for spell in range(3):  # three bursts, each followed by a quiet spell the thread writes in
         for i in range(4):
@@ -606,3 +616,25 @@ def test_pinned_exempts_a_loaded_set_from_the_collector_until_the_block_ends(
         assert not scanned()  # in the permanent generation: no collection looks at it
     assert gc.get_freeze_count() == 0
     assert scanned()
+
+
+def test_the_session_file_is_streamed_from_the_journal_in_order(tmp_path: Path) -> None:
+    big = bytes(range(256)) * 20_000  # stored under bodies/
+    with SetWriter(tmp_path, info()) as w:
+        for i in range(30):
+            w.add_session_mock(mock(f"s{i:02d}", body=big if i == 7 else f"rates {i}".encode()))
+            if i % 10 == 9:
+                w.add_test(case(i), [mock(f"t{i}")])
+                w.add_mocks(case(i).id, [mock(f"late{i}")])
+    assert not (w.path / "journal.jsonl").exists()
+    text = (w.path / "mocks" / writer.SESSION_FILE).read_text()
+    assert text.startswith(f"format: {writer.fmt.FORMAT}\ntest: null\nmocks:\n- ")
+    loaded = reader.load_set(w.path)
+    assert [m.id for m in loaded.session] == [f"s{i:02d}" for i in range(30)]
+    response = loaded.session[7].response
+    assert isinstance(response, model.HttpResponse)
+    assert model.body_bytes(response.body) == big
+    assert [m.id for m in loaded.mocks[case(9).id]] == ["t9", "late9"]
+    # The same mocks dumped as one document read back the same.
+    whole = yamlio.load(text, source="session")
+    assert [d["id"] for d in whole["mocks"]] == [m.id for m in loaded.session]
