@@ -19,11 +19,15 @@ interleaved, ``--runs`` times:
   connection falls back to after a parse failure): the cost of forwarding alone;
 - ``replay``: wiretape's Redis mock server answering from the set the first record run wrote
   (``load_set``, ``MockIndex``, ``RedisMockServer``), as ``wiretape test`` serves it between
-  tests.
+  tests;
+- ``floor``: the least a Python server can do to answer this load, on the same event loop: an
+  asyncio ``Protocol`` that splits each read into commands and answers ``SET`` with ``+OK`` and
+  ``GET`` with a fixed value from a table, matching and recording nothing. It is the ceiling of
+  any mock server written in Python on this machine, as HAProxy is of any proxy.
 
-The proxy and the mock server run in their own process (this file with ``serve-record``,
-``serve-forward`` or ``serve-mock``). Prints the median requests/s of the runs and the ratio to
-``direct`` (the median of the per-run ratios).
+The proxy and the servers run in their own process (this file with ``serve-record``,
+``serve-forward``, ``serve-mock`` or ``serve-floor``). Prints the median requests/s of the runs
+and the ratio to ``direct`` (the median of the per-run ratios).
 """
 
 from __future__ import annotations
@@ -113,6 +117,54 @@ async def serve_mock(set_dir: Path, port: int) -> None:
     print(f"serve-mock: {len(index.misses(None))} misses", flush=True)
 
 
+_FLOOR_ANSWERS = {b"SET": b"+OK\r\n", b"GET": b"$3\r\nxxx\r\n", b"CONFIG": b"*0\r\n"}
+
+
+class _Floor(asyncio.Protocol):
+    """See ``floor`` above: RESP arrays of bulk strings in, a fixed answer per command out."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer + data if self.buffer else data
+        answers = []
+        pos, end = 0, len(buf)
+        while pos < end:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            count, at, name = int(buf[pos + 1 : eol]), eol + 2, b""
+            for i in range(count):
+                head = buf.find(b"\r\n", at)
+                if head < 0:
+                    break
+                stop = head + 2 + int(buf[at + 1 : head])
+                if stop + 2 > end:
+                    break
+                if i == 0:
+                    name = buf[head + 2 : stop].upper()
+                at = stop + 2
+            else:
+                answers.append(_FLOOR_ANSWERS.get(name, b"+OK\r\n"))
+                pos = at
+                continue
+            break
+        self.buffer = buf[pos:]
+        if answers and self.transport is not None:
+            self.transport.write(b"".join(answers))
+
+
+async def serve_floor(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_Floor, "127.0.0.1", port)
+    await _until_signalled()
+    server.close()
+
+
 async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -193,7 +245,7 @@ def main() -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     results: dict[tuple[str, int, str], list[float]] = {}
     replay_set: Path | None = None
-    targets = ["direct", "haproxy", "forward", "record", "replay"]
+    targets = ["direct", "haproxy", "forward", "record", "replay", "floor"]
     no_haproxy = skip_message()
     if no_haproxy is not None:
         print(no_haproxy, flush=True)
@@ -217,6 +269,9 @@ def main() -> None:
                     sets = WORK / f"sets-{run}-{target}"
                     argv = [f"serve-{target}", f"127.0.0.1:{redis_port}", str(port), str(sets)]
                     proc = start([*me, *argv], f"serve-{target}", port)
+                elif target == "floor":
+                    port = free_port()
+                    proc = start([*me, "serve-floor", str(port)], "serve-floor", port)
                 elif target == "replay":
                     assert replay_set is not None
                     port = free_port()
@@ -255,7 +310,7 @@ def measure(
 
 def report(results: dict[tuple[str, int, str], list[float]], runs: int, requests: int) -> None:
     columns = [("haproxy", "haproxy (ceiling)"), ("forward", "forward only"),
-               ("record", "record"), ("replay", "replay")]  # fmt: skip
+               ("record", "record"), ("replay", "replay"), ("floor", "Python floor")]  # fmt: skip
     columns = [(t, title) for t, title in columns if (t, 1, TESTS[0]) in results]
     print(f"\nmedian of {runs} runs, {requests} requests each (requests/s; ratio to direct)")
     print("| test | -P | direct | " + " | ".join(f"{title} | ratio" for _, title in columns) + " |")
@@ -272,7 +327,12 @@ def report(results: dict[tuple[str, int, str], list[float]], runs: int, requests
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("serve-record", "serve-forward", "serve-mock"):
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-floor":
+        from wiretape.proxy.server import install_fast_loop
+
+        install_fast_loop()
+        asyncio.run(serve_floor(int(sys.argv[2])))
+    elif len(sys.argv) > 1 and sys.argv[1] in ("serve-record", "serve-forward", "serve-mock"):
         from wiretape.proxy.server import install_fast_loop
 
         install_fast_loop()
