@@ -130,8 +130,8 @@ def answer(name: bytes) -> list[BackendMessage]:
 START = [ParameterStatus("server_version", "15.0"), IDLE]
 
 
-def server(mocks: list[Mock], noise: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> PgMockServer:
-    start = Mock(
+def start_mock() -> Mock:
+    return Mock(
         "db-start",
         "db",
         "postgres",
@@ -140,7 +140,10 @@ def server(mocks: list[Mock], noise: tuple[tuple[str, tuple[int, ...]], ...] = (
         None,
         LinkKind.SESSION,
     )
-    index = MockIndex([start, *mocks], {})
+
+
+def server(mocks: list[Mock], noise: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> PgMockServer:
+    index = MockIndex([start_mock(), *mocks], {})
     index.begin_test(None)
     dep = DepConfig("db", "postgres", "127.0.0.1:1", request_noise=noise)
     return PgMockServer(dep, index, ca=None)
@@ -272,17 +275,9 @@ def test_malformed_bytes_get_08P01_and_the_connection_ends(tail: bytes) -> None:
 def test_answers_are_encoded_before_the_first_connection() -> None:
     in_test = dataclasses.replace(mock(3, steps_of(SQL, "3"), answer(b"cy")), test="0001-get")
     other = dataclasses.replace(mock(4, steps_of(SQL, "4"), answer(b"di")), dep="cache")
-    start = Mock(
-        "db-start",
-        "db",
-        "postgres",
-        startup_request(STARTUP),
-        WireResponse({"messages": [message_doc(m) for m in START]}),
-        None,
-        LinkKind.SESSION,
-    )
     index = MockIndex(
-        [start, mock(1, steps_of(SQL, "1"), answer(b"ann")), other], {"0001-get": [in_test]}
+        [start_mock(), mock(1, steps_of(SQL, "1"), answer(b"ann")), other],
+        {"0001-get": [in_test]},
     )
     srv = PgMockServer(DepConfig("db", "postgres", "127.0.0.1:1"), index, ca=None)
     assert srv.encoded["db-0001"] == (encoded(*answer(b"ann")), TransactionStatus.IDLE)
