@@ -399,7 +399,11 @@ class SetWriter:
                 doc = fmt.mock_to_doc(mock, self._bodies, fsync=self._fsync)
                 text = dump({"format": fmt.FORMAT, "test": None, "mocks": [doc]})
                 if not text.startswith(head):
-                    raise store_error(str(path), f"unexpected YAML for {mock.id}", _SPACE_HINT)
+                    raise store_error(
+                        str(path),
+                        f"the YAML of {mock.id} does not continue the mocks list",
+                        "the set stays loadable from journal.jsonl; please report this",
+                    )
                 yield text[len(head) :]
 
         try:
