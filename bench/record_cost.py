@@ -23,6 +23,7 @@ import asyncio
 import json
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,12 @@ from wiretape.runner.recorder import Recorder
 from wiretape.secrets import Secrets
 from wiretape.store.writer import SetWriter
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.helpers.scripted import Scripted  # noqa: E402
+
 SQL = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"  # what pgbench -S sends
 STARTUP = StartupMessage((("user", "bench"),))
 ANSWER: list[BackendMessage] = [
@@ -94,33 +101,6 @@ def client_batch(aid: int) -> bytes:
 
 
 CLIENT = client_batch(12345)
-
-
-class Scripted:
-    """A client stream that sends the given chunks, one per read, then ends."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self.written = 0
-
-    async def read(self) -> bytes:
-        return next(self._chunks, b"")
-
-    def write(self, data: bytes) -> None:
-        self.written += len(data)
-
-    async def drain(self) -> None:
-        pass
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def peer(self) -> str:
-        return "bench"
 
 
 def timed(run: Callable[[], None], n: int) -> tuple[float, float]:
@@ -256,7 +236,7 @@ def redis_replay(n: int) -> tuple[float, float]:
     stream = Scripted([REDIS_SET] * n)
     result = timed(lambda: asyncio.run(server.serve(stream)), n)
     assert not index.misses(None), index.misses(None)[0]
-    assert stream.written == 5 * n, stream.written
+    assert len(stream.sent) == 5 * n, len(stream.sent)
     return result
 
 

@@ -96,18 +96,12 @@ class SocketProtocol(asyncio.Protocol):
         self._release_drain()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        _settle(waiter)
 
     def _release_drain(self) -> None:
-        drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        drain, self._drain = self._drain, None
+        _settle(drain)
 
     async def read(self) -> bytes:
         while not self._chunks:
@@ -140,6 +134,12 @@ class SocketProtocol(asyncio.Protocol):
         if drain is None:
             drain = self._drain = self._loop.create_future()
         await drain
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    """Let whoever awaits ``future`` go on."""
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class SocketStream:

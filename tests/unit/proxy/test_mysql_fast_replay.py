@@ -38,17 +38,22 @@ def ok(status: list[str], **fields: Any) -> dict[str, Any]:
     return {"OK": {"affected_rows": 0, "insert_id": 0, "status": status, **fields}}
 
 
+def add_mock(made: list[Mock], step: Any, messages: list[Any]) -> None:
+    """Append a session mock of ``step`` answered by ``messages``, numbered after ``made``."""
+    made.append(
+        Mock(
+            id=f"db-{len(made) + 1:04d}", dep="db", protocol="mysql",
+            request=request_for(step), response=WireResponse({"messages": messages}),
+            test=None, link=LinkKind.SESSION,
+        )
+    )  # fmt: skip
+
+
 def mocks() -> list[Mock]:
-    made = []
+    made: list[Mock] = []
 
     def mock(step: Any, messages: list[Any]) -> None:
-        made.append(
-            Mock(
-                id=f"db-{len(made) + 1:04d}", dep="db", protocol="mysql",
-                request=request_for(step), response=WireResponse({"messages": messages}),
-                test=None, link=LinkKind.SESSION,
-            )
-        )  # fmt: skip
+        add_mock(made, step, messages)
 
     mock(
         {"connect": {"user": "app"}},
@@ -210,13 +215,7 @@ def test_equal_recorded_answers_are_written_alike_and_others_as_recorded() -> No
     made: list[Mock] = []
 
     def mock(step: Any, messages: list[Any]) -> None:
-        made.append(
-            Mock(
-                id=f"db-{len(made) + 1:04d}", dep="db", protocol="mysql",
-                request=request_for(step), response=WireResponse({"messages": messages}),
-                test=None, link=LinkKind.SESSION,
-            )
-        )  # fmt: skip
+        add_mock(made, step, messages)
 
     for row in ("9", "9", "10"):
         mock(

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.helpers.scripted import Scripted
 
 from wiretape.config import DepConfig
 from wiretape.match.index import MockIndex
@@ -54,33 +55,6 @@ STARTUP = StartupMessage((("user", "app"),))
 SQL = "SELECT name FROM users WHERE id = $1"
 IDLE = ReadyForQuery(TransactionStatus.IDLE)
 ROWS = RowDescription((FieldDescription("name", 0, 0, 25, -1, -1, 0),))
-
-
-class Scripted:
-    """The server's end of a connection whose client sends ``chunks``, then closes."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self.sent = bytearray()
-
-    async def read(self) -> bytes:
-        return next(self._chunks, b"")
-
-    def write(self, data: bytes) -> None:
-        self.sent += data
-
-    async def drain(self) -> None:
-        pass
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def peer(self) -> str:
-        return "test"
 
 
 def mock(n: int, steps: list[Any], answer: list[BackendMessage]) -> Mock:

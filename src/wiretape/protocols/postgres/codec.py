@@ -459,20 +459,10 @@ def bind_fields(
         return None
     formats: tuple[int, ...] = struct.unpack_from(f"!{count}h", frame, pos) if count else ()
     pos += 2 * count + 2
-    count = (frame[pos - 2] << 8) | frame[pos - 1]
-    params: list[bytes | None] = []
-    for _ in range(count):
-        if pos + 4 > end:
-            return None
-        (size,) = _I32.unpack_from(frame, pos)
-        pos += 4
-        if size == -1:
-            params.append(None)
-        elif 0 <= size <= end - pos:
-            params.append(frame[pos : pos + size])
-            pos += size
-        else:
-            return None
+    found = _sized_values(frame, pos, (frame[pos - 2] << 8) | frame[pos - 1])
+    if found is None:
+        return None
+    params, pos = found
     pos += 2
     if pos > end:
         return None
@@ -492,8 +482,14 @@ def data_row_values(frame: bytes) -> list[bytes | None] | None:
     end = len(frame)
     if end < 7 or not _is_frame(frame, 0x44):
         return None
-    count = (frame[5] << 8) | frame[6]
-    pos = 7
+    found = _sized_values(frame, 7, (frame[5] << 8) | frame[6])
+    return found[0] if found is not None and found[1] == end else None
+
+
+def _sized_values(frame: bytes, pos: int, count: int) -> tuple[list[bytes | None], int] | None:
+    """``count`` length-prefixed values from ``pos`` (length -1 for NULL) and the offset past
+    them; None when they overrun the frame."""
+    end = len(frame)
     values: list[bytes | None] = []
     for _ in range(count):
         if pos + 4 > end:
@@ -507,7 +503,7 @@ def data_row_values(frame: bytes) -> list[bytes | None] | None:
             pos += size
         else:
             return None
-    return values if pos == end else None
+    return values, pos
 
 
 # Payload size (without type byte and length) allowed per type: (minimum, maximum or None).
