@@ -221,6 +221,9 @@ def test_stored_form_is_readable_and_secret_free(recorded: Recorded) -> None:
     assert "10.11" in greeting["server_version"]
     assert "COMPRESS" not in greeting["capabilities"]
     assert "LOCAL_FILES" not in greeting["capabilities"]
+    # What the client announced, so that replay encodes every reply before the client connects.
+    client = startup.response.data["client"]  # type: ignore[index]
+    assert {"PROTOCOL_41", "SECURE_CONNECTION"} <= set(client["capabilities"])
     mocks = [m for ms in test_set.mocks.values() for m in ms]
     requests = [m.request for m in mocks if isinstance(m.request, WireRequest)]
     executes = [r.data for r in requests if isinstance(r.data, dict) and "execute" in r.data]

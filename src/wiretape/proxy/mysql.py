@@ -40,7 +40,7 @@ from typing import Any
 from wiretape.config import DepConfig
 from wiretape.errors import ProtocolError
 from wiretape.match.index import MockIndex
-from wiretape.model import BlobRef, LinkKind, Miss, WireRequest, WireResponse
+from wiretape.model import BlobRef, LinkKind, Miss, Mock, WireRequest, WireResponse
 from wiretape.protocols.mysql.codec import (
     NEED_DATA,
     ClientParser,
@@ -54,6 +54,8 @@ from wiretape.protocols.mysql.exchange import (
     Exchange,
     Statements,
     Tracker,
+    client_capabilities,
+    client_doc,
     connect_request,
     decode_messages,
     encode_reply,
@@ -411,6 +413,7 @@ class _RecordConnection:
             self.started,
             time.time(),
             tag=Attribution(None, LinkKind.SESSION),
+            client=client_doc(login),
         )
         self.pending.append(exchange)
         return True
@@ -648,7 +651,49 @@ class MysqlMockServer:
         self.statuses: dict[str, int] = {}
         # Applications send the same statements over and over: each text is keyed once.
         self.queries: dict[str, WireRequest] = {}
-        self.last_answers: dict[tuple[object, int, int, int], tuple[object, bytes, int]] = {}
+        self._encode_ahead()
+
+    def _encode_ahead(self) -> None:
+        """Encode every recorded reply to a command, before the first client connects, for the
+        capabilities each recorded start-up's client will negotiate with this server again.
+
+        Replies then cost a lookup when they are served, which matters because most are served
+        once. A client that negotiates other capabilities gets its replies encoded when they are
+        first served, as do recordings made without the client's capabilities.
+        """
+        framings: set[tuple[int, int]] = set()
+        accept = self.dep.client_tls == "accept" and self.ca is not None
+        commands: list[Mock] = []
+        for mock in self.index.mocks_of(self.dep.name):
+            response = mock.response
+            if not isinstance(response, WireResponse) or response.raw is not None:
+                continue
+            step = mock.request.data if isinstance(mock.request, WireRequest) else None
+            if not isinstance(step, dict) or "prepare" in step:
+                continue  # a prepare's reply carries the statement id of its connection
+            if "connect" not in step:
+                commands.append(mock)
+                continue
+            client = client_capabilities(response.data)
+            try:
+                recorded = self.messages(mock.id, response.data)
+            except ValueError:  # PlainError: served as a miss of the greeting, as without this
+                continue
+            if client is None or not recorded or not isinstance(recorded[0], HandshakeV10):
+                continue
+            greeting = client_greeting(recorded[0], accept)
+            framings.add(
+                (
+                    greeting.capabilities & client[0],
+                    greeting.mariadb_capabilities & client[1],
+                )
+            )
+        for caps, maria in framings:
+            for mock in commands:
+                assert isinstance(mock.response, WireResponse)
+                # A recording that cannot be encoded fails when it is served, as without this.
+                with contextlib.suppress(ProtocolError, ValueError, TypeError, OverflowError):
+                    self.encode(mock.id, mock.response.data, 1, caps, maria)
 
     async def serve(self, client: ByteStream) -> None:
         self.connections += 1
@@ -670,28 +715,13 @@ class MysqlMockServer:
             found = self.queries[sql] = request_for(step, exact_only=True)
         return found
 
-    def encode(
-        self, mock_id: str, data: object, seq: int, caps: int, maria: int, request: object
-    ) -> bytes:
+    def encode(self, mock_id: str, data: object, seq: int, caps: int, maria: int) -> bytes:
         """The bytes of a recorded reply (but not a prepare's) for a connection, kept for the
         next time; empty for a LOCAL INFILE exchange, which is not replayed (the client's file
-        would have to be read). Sets the reply's entry in ``statuses``.
-
-        Recordings of the same request often hold the same answer: one equal to the last answer
-        written for ``request`` (its match key) is not encoded again."""
-        framing = (request, seq, caps, maria)
-        last = self.last_answers.get(framing)
-        if last is not None and last[0] == data:
-            _, encoded, status = last
-            self.statuses.setdefault(mock_id, status)
-        elif fast := reply_bytes(data, seq=seq, capabilities=caps, mariadb_capabilities=maria):
-            encoded, status, equal_bytes = fast
-            status = -1 if status < 0 else status & _NOT_MORE
-            self.statuses.setdefault(mock_id, status)
-            if equal_bytes:
-                if len(self.last_answers) >= _QUERIES_KEPT:
-                    self.last_answers.clear()
-                self.last_answers[framing] = (data, encoded, status)
+        would have to be read). Sets the reply's entry in ``statuses``."""
+        if fast := reply_bytes(data, seq=seq, capabilities=caps, mariadb_capabilities=maria):
+            encoded, status, _ = fast
+            self.statuses.setdefault(mock_id, -1 if status < 0 else status & _NOT_MORE)
         else:
             messages = self.messages(mock_id, data)
             self.status(mock_id, messages, 0)
@@ -895,7 +925,7 @@ class _MockConnection:
             return
         data = server.encoded.get((found.id, seq, caps, maria))
         if data is None:
-            data = server.encode(found.id, response.data, seq, caps, maria, request.key)
+            data = server.encode(found.id, response.data, seq, caps, maria)
         status = server.statuses[found.id]
         if status >= 0:
             self.status = status

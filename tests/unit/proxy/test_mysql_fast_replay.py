@@ -6,6 +6,7 @@ misses, prepared statements and framings that need adapting."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -49,7 +50,8 @@ def add_mock(made: list[Mock], step: Any, messages: list[Any]) -> None:
     )  # fmt: skip
 
 
-def mocks() -> list[Mock]:
+def mocks(client: int | None = None) -> list[Mock]:
+    """The recordings; ``client`` is the capabilities stored for the client of the start-up."""
     made: list[Mock] = []
 
     def mock(step: Any, messages: list[Any]) -> None:
@@ -74,6 +76,12 @@ def mocks() -> list[Mock]:
             ok(["AUTOCOMMIT"]),
         ],
     )  # fmt: skip
+    if client is not None:
+        response = made[0].response
+        assert isinstance(response, WireResponse)
+        made[0] = dataclasses.replace(
+            made[0], response=WireResponse(dict(response.data, client={"capabilities": client}))
+        )
     for n in (1, 2, 1):  # the first statement twice, with different answers
         mock(
             {"query": f"SELECT id FROM accounts WHERE id = {n}"},
@@ -139,8 +147,10 @@ def commands(caps: int) -> list[bytes]:
 Answers = list[list[tuple[int, bytes]]]
 
 
-async def replay(caps: int, *, one_by_one: bool) -> tuple[Answers, list[Miss]]:
-    index = MockIndex(mocks(), {})
+async def replay(
+    caps: int, *, one_by_one: bool, client: int | None = None
+) -> tuple[Answers, list[Miss]]:
+    index = MockIndex(mocks(client), {})
     index.begin_test(None)
     server = MysqlMockServer(DepConfig("db", "mysql", "127.0.0.1:1"), index, ca=None)
     client, server_side = memory_pair("client", "server")
@@ -269,3 +279,36 @@ def test_equal_recorded_answers_are_written_alike_and_others_as_recorded() -> No
     assert answers[0] == answers[1]
     rows = [answer[3][1] for answer in answers[5:]]
     assert rows == [b"\x00\x00" + bytes(8), b"\x00\x00" + bytes(7) + b"\x80"]
+
+
+RECORDED_CAPS = (
+    C.LONG_PASSWORD | C.PROTOCOL_41 | C.SECURE_CONNECTION | C.PLUGIN_AUTH | C.TRANSACTIONS
+    | C.MULTI_RESULTS | C.SESSION_TRACK | C.DEPRECATE_EOF | C.QUERY_ATTRIBUTES
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "caps", [BASE, BASE | C.SESSION_TRACK | C.DEPRECATE_EOF], ids=["eof", "deprecate-eof"]
+)
+def test_replies_to_a_recorded_client_are_encoded_before_it_connects(caps: int) -> None:
+    index = MockIndex(mocks(int(caps)), {})
+    server = MysqlMockServer(DepConfig("db", "mysql", "127.0.0.1:1"), index, ca=None)
+    commands = {
+        m.id
+        for m in index.mocks_of("db")
+        if isinstance(m.request.data, dict) and {"query", "execute"} & set(m.request.data)
+    }
+    assert len(commands) == 6
+    # Every command's reply, for what this client negotiates with the recorded greeting;
+    # not the prepare's, whose reply carries its connection's statement id.
+    assert set(server.encoded) == {(mock_id, 1, caps & RECORDED_CAPS, 0) for mock_id in commands}
+    # And they are the bytes the same replies get when encoded as they are served.
+    ahead = asyncio.run(replay(int(caps), one_by_one=True, client=int(caps)))
+    served = asyncio.run(replay(int(caps), one_by_one=True))
+    assert ahead == served
+
+
+def test_a_recording_without_the_clients_capabilities_is_encoded_as_it_is_served() -> None:
+    index = MockIndex(mocks(), {})
+    server = MysqlMockServer(DepConfig("db", "mysql", "127.0.0.1:1"), index, ca=None)
+    assert server.encoded == {}

@@ -72,6 +72,7 @@ from wiretape.protocols.mysql.messages import (
     ErrPacket,
     FieldType,
     GenericResponse,
+    HandshakeResponse41,
     HandshakeV10,
     InitDb,
     LocalInfileData,
@@ -107,6 +108,8 @@ __all__ = [
     "Exchange",
     "Statements",
     "Tracker",
+    "client_capabilities",
+    "client_doc",
     "connect_request",
     "decode_messages",
     "encode_reply",
@@ -459,6 +462,30 @@ def handshake_doc(m: HandshakeV10) -> dict[str, Any]:
         auth_plugin=m.auth_plugin_name,
     )
     return doc
+
+
+def client_doc(login: HandshakeResponse41) -> dict[str, Any]:
+    """The capabilities a client announced in its login, stored beside a start-up's reply: the
+    mock server encodes every recorded reply for the framing the same client will negotiate
+    again, before that client connects."""
+    doc: dict[str, Any] = {"capabilities": _flag_list(login.capabilities, Capability)}
+    if login.mariadb_capabilities:
+        doc["mariadb_capabilities"] = _flag_list(login.mariadb_capabilities, MariaDbCapability)
+    return doc
+
+
+def client_capabilities(data: Any) -> tuple[int, int] | None:
+    """The client's capabilities and MariaDB capabilities that ``client_doc`` stored in a
+    start-up's reply; None when there are none (an older recording) or they cannot be read."""
+    node = data.get("client") if isinstance(data, dict) else None
+    if not isinstance(node, dict):
+        return None
+    try:
+        caps = _flags_of(node.get("capabilities"), Capability, "client.capabilities")
+        maria = _flags_of(node.get("mariadb_capabilities", []), MariaDbCapability, "client")
+    except PlainError:
+        return None
+    return caps, maria
 
 
 def _handshake_of(node: Any, where: str) -> HandshakeV10:
@@ -1245,6 +1272,7 @@ class Exchange:
     started: float
     ended: float
     tag: object = None  # what the caller's ``new_tag`` gave when the command was sent
+    client: dict[str, Any] | None = None  # a start-up's: the login's capabilities (client_doc)
 
     @property
     def messages(self) -> list[ServerMessage]:
@@ -1256,7 +1284,10 @@ class Exchange:
         return out
 
     def response_data(self) -> dict[str, Any]:
-        return {"messages": messages_doc(self.messages)}
+        data: dict[str, Any] = {"messages": messages_doc(self.messages)}
+        if self.client is not None:
+            data["client"] = self.client
+        return data
 
 
 @dataclass(slots=True)
