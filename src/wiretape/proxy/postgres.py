@@ -70,7 +70,13 @@ from wiretape.protocols.postgres.messages import (
     StartupMessage,
     TransactionStatus,
 )
-from wiretape.proxy.streams import READ_SIZE, ByteStream, TlsServerStream, open_stream
+from wiretape.proxy.streams import (
+    READ_SIZE,
+    ByteStream,
+    TlsServerStream,
+    open_stream,
+    serve_inline,
+)
 from wiretape.proxy.tls import CertificateAuthority
 from wiretape.runner.recorder import Attribution, Recorder
 
@@ -86,6 +92,8 @@ PREVIEW_MESSAGES = 20
 SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
 _TERMINATE = ord("X")
 _PASSWORD = ord("p")  # a password, SASL or GSSAPI message
+_NEED_DATA = object()  # what the mock server's _advance returns: more bytes are needed
+_ENDED = object()  # ... the client sent Terminate
 _FLUSH_KEY = ("flush",)
 
 
@@ -524,6 +532,10 @@ class _MockConnection:
         self.status = TransactionStatus.IDLE
         self.failed = False  # a miss in the extended protocol: skip to the next Sync
         self.pushes: list[asyncio.Task[None]] = []
+        self.split: list[bytes] = []  # the frames being answered, the next one's index in
+        self.next = 0  # them and its stream offset
+        self.at = 0
+        self.pending: object = None  # what stopped serving inline (see _advance)
 
     async def run(self) -> None:
         try:
@@ -555,35 +567,78 @@ class _MockConnection:
 
     async def _serve_batches(self) -> None:
         """Typed messages, split into frames; each batch is answered when it ends."""
+        client = self.client
+        while True:
+            action = self._advance()
+            if action is _NEED_DATA:
+                # Batches whose answers are plain bytes are answered as their frames arrive,
+                # with no task switch; the rest (stored bodies, the end, errors) come back here.
+                if await serve_inline(client, self._feed):
+                    action = self.pending
+                    self.pending = None
+                    if action is None:
+                        continue
+                elif await self._receive():
+                    continue
+                else:
+                    return
+            if action is _ENDED:
+                await self.client.drain()
+                return
+            if isinstance(action, ProtocolError):
+                await self._malformed(action)
+                return
+            assert isinstance(action, BlobRef)
+            await self._send_blob(action)
+
+    def _feed(self, data: bytes) -> bool:
+        """Bytes received while serving inline: answer the batches they end, and say whether to
+        go on inline (False leaves what needs the task in ``pending``)."""
+        with contextlib.suppress(ProtocolError):  # raised again by frames()
+            self.parser.feed(data)
+        action = self._advance()
+        if action is _NEED_DATA:
+            return True
+        self.pending = action
+        return False
+
+    def _advance(self) -> object:
+        """Step through the frames buffered and answer each batch they end, up to the first
+        thing that needs more: _NEED_DATA, _ENDED (Terminate), the malformed bytes'
+        ProtocolError, or a stored answer's body (``BlobRef``) to stream."""
         parser = self.parser
         frames = self.server.frames
         statements = self.statements
-        batch = self.batch
-        while True:
-            try:
+        split, i, at = self.split, self.next, self.at
+        try:
+            while True:
+                while i < len(split):
+                    frame = split[i]
+                    i += 1
+                    tag = frame[0]
+                    if tag == _TERMINATE:
+                        self.split, self.next, self.at = split, i, at
+                        return _ENDED
+                    at += len(frame)
+                    if tag == _PASSWORD:  # any credentials are accepted
+                        continue
+                    info = frames.step(frame, at - len(frame), statements, parser.decode_frame)
+                    self.batch.append(info)
+                    if info.prepared is not None:
+                        statements[info.prepared[0]] = info.prepared[1]
+                    if info.flags & ENDS_BATCH:
+                        batch, self.batch = self.batch, []
+                        blob = self._answer(batch, bool(info.flags & SYNCS))
+                        if blob is not None:
+                            self.split, self.next, self.at = split, i, at
+                            return blob
                 at, split = parser.frames()
-                while split:
-                    for frame in split:
-                        tag = frame[0]
-                        if tag == _TERMINATE:
-                            await self.client.drain()
-                            return
-                        if tag != _PASSWORD:  # any credentials are accepted
-                            info = frames.step(frame, at, statements, parser.decode_frame)
-                            batch.append(info)
-                            if info.prepared is not None:
-                                statements[info.prepared[0]] = info.prepared[1]
-                            if info.flags & ENDS_BATCH:
-                                self.batch = []
-                                await self._answer(batch, bool(info.flags & SYNCS))
-                                batch = self.batch
-                        at += len(frame)
-                    at, split = parser.frames()
-            except ProtocolError as exc:
-                await self._malformed(exc)
-                return
-            if not await self._receive():
-                return
+                i = 0
+                if not split:
+                    self.split, self.next, self.at = split, i, at
+                    return _NEED_DATA
+        except ProtocolError as exc:
+            return exc
 
     async def _receive(self) -> bool:
         await self.client.drain()
@@ -641,14 +696,15 @@ class _MockConnection:
         for message in decode_messages(found.response.data):
             self.client.write(encode(message))
 
-    async def _answer(self, batch: list[ClientStep], syncs: bool) -> None:
+    def _answer(self, batch: list[ClientStep], syncs: bool) -> BlobRef | None:
+        """Answer a batch; a stored body to stream is returned for the task to send."""
         if self.failed:
             if syncs:
                 self.failed = False
                 self._ready(TransactionStatus.FAILED if self._in_tx else TransactionStatus.IDLE)
-            return
+            return None
         if len(batch) == 1 and batch[0].key == _FLUSH_KEY:
-            return
+            return None
         index = self.server.index
         noise = self.server.dep.request_noise
         request: WireRequest
@@ -666,7 +722,7 @@ class _MockConnection:
             found = index.lookup(self.dep, request)
             if isinstance(found, Miss):
                 self._miss(found, request, syncs)
-                return
+                return None
         response = found.response
         if not isinstance(response, WireResponse):
             self.client.write(
@@ -674,10 +730,13 @@ class _MockConnection:
             )
             if syncs:
                 self._ready(self.status)
-            return
+            return None
+        if isinstance(response.raw, BlobRef):
+            return response.raw
         if response.raw is not None:
-            await self._send_raw(response.raw)
-            return
+            self.client.write(response.raw)
+            self._status_from_tail(response.raw)
+            return None
         cached = self.server.encoded.get(found.id)
         if cached is None:
             cached = self.server.encode(found.id, response.data)
@@ -691,13 +750,14 @@ class _MockConnection:
                 )
                 if syncs:
                     self._ready(self.status)
-                return
+                return None
         self.client.write(cached[0])
         if cached[1] is not None:
             self.status = cached[1]
         if isinstance(response.data, dict) and response.data.get("after"):
             after = decode_after(response.data)
             self.pushes.append(asyncio.create_task(self._push(after)))
+        return None
 
     @property
     def _in_tx(self) -> bool:
@@ -725,11 +785,7 @@ class _MockConnection:
         self.status = status
         self.client.write(encode(ReadyForQuery(status)))
 
-    async def _send_raw(self, raw: bytes | BlobRef) -> None:
-        if isinstance(raw, bytes):
-            self.client.write(raw)
-            self._status_from_tail(raw)
-            return
+    async def _send_blob(self, raw: BlobRef) -> None:
         tail = b""
         with open(raw.path, "rb") as fh:
             while chunk := fh.read(READ_SIZE):

@@ -54,7 +54,7 @@ from wiretape.protocols.redis_exchange import (
     with_request_noise,
 )
 from wiretape.protocols.wire import PlainError
-from wiretape.proxy.streams import READ_SIZE, ByteStream, open_stream
+from wiretape.proxy.streams import READ_SIZE, ByteStream, open_stream, serve_inline
 from wiretape.runner.recorder import Attribution, Recorder
 
 __all__ = ["RedisMockServer", "RedisRecordHooks", "error_reply"]
@@ -353,6 +353,7 @@ class _MockConnection:
         self.later: deque[tuple[float, bytes]] = deque()  # (loop time to send at, frame)
         self.pusher: asyncio.Task[None] | None = None
         self.closing = False
+        self.pending: object = None  # what stopped serving inline (see _advance)
 
     async def run(self) -> None:
         try:
@@ -362,25 +363,65 @@ class _MockConnection:
                 self.pusher.cancel()
 
     async def _loop(self) -> None:
+        client = self.client
+        while not self.closing:
+            action = self._advance()
+            if action is NEED_DATA:
+                await self._write()
+                # Plain commands are answered as their bytes arrive, with no task switch; the
+                # rest (delays, stored bodies, pushes, errors) come back here.
+                if await serve_inline(client, self._feed):
+                    action = self.pending
+                    self.pending = None
+                    if action is None:
+                        continue
+                else:
+                    data = await client.read()
+                    if not data:
+                        return
+                    with contextlib.suppress(ProtocolError):  # raised again by next_event()
+                        self.parser.feed(data)
+                    continue
+            if isinstance(action, ProtocolError):
+                log.info("%s: malformed client bytes: %s", self.dep, action)
+                self._send_later_now()
+                self.out.append(error_reply(f"wiretape: malformed command: {action.message}"))
+                await self._write()
+                return
+            if isinstance(action, _Prepared):
+                await self._deliver(action)
+        await self._write()
+
+    def _feed(self, data: bytes) -> bool:
+        """Bytes received while serving inline: answer what is plain, and say whether to go on
+        inline (False leaves what is not plain, or the end of the stream, in ``pending``)."""
+        if not data:
+            return False
+        with contextlib.suppress(ProtocolError):  # raised again by next_event()
+            self.parser.feed(data)
+        action = self._advance()
+        if action is NEED_DATA:
+            out = self.out
+            if out:
+                self.client.write(out[0] if len(out) == 1 else b"".join(out))
+                out.clear()
+            return True
+        self.pending = action
+        return False
+
+    def _advance(self) -> object:
+        """Answer the buffered commands whose answers are plain frames, up to the first that
+        needs more: NEED_DATA when the buffer is used up, the malformed bytes' ProtocolError,
+        an answer to deliver (``_Prepared``), or None after QUIT."""
         parser = self.parser
         cache = self.server.requests
         while not self.closing:
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
-                log.info("%s: malformed client bytes: %s", self.dep, exc)
-                self._send_later_now()
-                self.out.append(error_reply(f"wiretape: malformed command: {exc.message}"))
-                await self._write()
-                return
+                return exc
             if event is NEED_DATA:
-                await self._write()
-                data = await self.client.read()
-                if not data:
-                    return
-                with contextlib.suppress(ProtocolError):  # raised again by next_event()
-                    parser.feed(data)
-                continue
+                return NEED_DATA
             if type(event) is Command:
                 if not event.args:
                     continue
@@ -394,13 +435,12 @@ class _MockConnection:
             answer = self._find(request)
             if answer is None:
                 continue
-            if answer.delay > 0 or answer.raw is not None or answer.after:
-                await self._deliver(answer)
-            else:
-                self.out.append(answer.frames)
             if name == "QUIT":
                 self.closing = True
-        await self._write()
+            if answer.delay > 0 or answer.raw is not None or answer.after:
+                return answer
+            self.out.append(answer.frames)
+        return None
 
     async def _write(self) -> None:
         out = self.out

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol, cast
 
 READ_SIZE = 65536
@@ -49,6 +50,9 @@ class SocketProtocol(asyncio.Protocol):
         "_chunks",
         "_drain",
         "_eof",
+        "_inline",
+        "_inline_done",
+        "_inline_error",
         "_loop",
         "_paused_reading",
         "_paused_writing",
@@ -66,11 +70,23 @@ class SocketProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._paused_reading = False
         self._paused_writing = False
+        self._inline: Callable[[bytes], bool] | None = None
+        self._inline_done: asyncio.Future[None] | None = None
+        self._inline_error: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        inline = self._inline
+        if inline is not None:
+            try:
+                if inline(data):
+                    return
+            except BaseException as exc:  # raised again by serve_inline, in the reader's task
+                self._inline_error = exc
+            self._end_inline()
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         self._wake()
@@ -80,20 +96,50 @@ class SocketProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        self._end_inline()
         self._wake()
         return True  # keep the transport open: the other direction may still be sending
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
+        self._end_inline()
         self._wake()
         self._release_drain()
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        self._end_inline()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
         self._release_drain()
+
+    async def serve_inline(self, feed: Callable[[bytes], bool]) -> bool:
+        """Hand every chunk received to ``feed`` in the event loop's callback, without waking a
+        task per chunk, until ``feed`` returns False (it keeps what it took and wants its task
+        to go on), the peer ends its side, or writing pauses. Returns False at once, having done
+        nothing, when chunks wait unread, the stream has ended or writing is paused: ``read``
+        then. An exception raised by ``feed`` is raised here.
+        """
+        if self._chunks or self._eof or self._paused_writing or self._inline is not None:
+            return False
+        done = self._inline_done = self._loop.create_future()
+        self._inline = feed
+        try:
+            await done
+        finally:
+            if self._inline is feed:  # cancelled while serving inline
+                self._inline = None
+                self._inline_done = None
+        error, self._inline_error = self._inline_error, None
+        if error is not None:
+            raise error
+        return True
+
+    def _end_inline(self) -> None:
+        self._inline = None
+        done, self._inline_done = self._inline_done, None
+        _settle(done)
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -136,6 +182,14 @@ class SocketProtocol(asyncio.Protocol):
         await drain
 
 
+async def serve_inline(stream: ByteStream, feed: Callable[[bytes], bool]) -> bool:
+    """``stream.serve_inline(feed)`` for a plain socket stream (see
+    ``SocketProtocol.serve_inline``); False at once for any other stream, which is read."""
+    if type(stream) is SocketStream:
+        return await stream.serve_inline(feed)
+    return False
+
+
 def _settle(future: asyncio.Future[None] | None) -> None:
     """Let whoever awaits ``future`` go on."""
     if future is not None and not future.done():
@@ -162,6 +216,10 @@ class SocketStream:
 
     async def drain(self) -> None:
         await self._protocol.drain()
+
+    async def serve_inline(self, feed: Callable[[bytes], bool]) -> bool:
+        """See ``SocketProtocol.serve_inline``."""
+        return await self._protocol.serve_inline(feed)
 
     def write_eof(self) -> None:
         try:

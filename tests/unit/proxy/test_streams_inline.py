@@ -1,0 +1,143 @@
+"""Serving a socket stream inline (``serve_inline``), over real loopback connections: chunks go
+to the feed in order as they arrive, and the task takes over exactly where the feed stops, at
+the end of the stream, when writing pauses, or when the feed raises."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from wiretape.proxy.streams import SocketStream, memory_pair, open_stream, serve_inline
+
+Peer = tuple[SocketStream, asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@asynccontextmanager
+async def connected() -> AsyncIterator[Peer]:
+    """A SocketStream connected to a plain asyncio peer on 127.0.0.1."""
+    peers: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await peers.put((reader, writer))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stream = await open_stream("127.0.0.1", port)
+    reader, writer = await asyncio.wait_for(peers.get(), 5)
+    try:
+        yield stream, reader, writer
+    finally:
+        stream.close()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def run(test: Callable[[], object]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 10))  # type: ignore[arg-type]
+
+
+async def exactly(reader: asyncio.StreamReader, size: int) -> bytes:
+    return await asyncio.wait_for(reader.readexactly(size), 5)
+
+
+def test_chunks_are_fed_in_order_and_the_task_reads_on_where_the_feed_stopped() -> None:
+    async def test() -> None:
+        async with connected() as (stream, reader, writer):
+            fed: list[bytes] = []
+
+            def feed(data: bytes) -> bool:
+                fed.append(data)
+                stream.write(b"echo:" + data + b";")  # answered in the callback
+                return not data.endswith(b"stop")
+
+            serving = asyncio.ensure_future(serve_inline(stream, feed))
+            for part in (b"one", b"two", b"stop"):
+                writer.write(part)
+                await writer.drain()
+                answer = b"echo:" + part + b";"
+                assert await exactly(reader, len(answer)) == answer
+                assert not serving.done() or part == b"stop"
+            assert await asyncio.wait_for(serving, 5) is True
+            assert fed == [b"one", b"two", b"stop"]
+            writer.write(b"after")
+            await writer.drain()
+            assert await asyncio.wait_for(stream.read(), 5) == b"after"
+            assert fed == [b"one", b"two", b"stop"]  # not fed once the task took over
+
+    run(test)
+
+
+def test_the_end_of_the_stream_hands_back_and_reads_as_the_end() -> None:
+    async def test() -> None:
+        async with connected() as (stream, _, writer):
+            serving = asyncio.ensure_future(serve_inline(stream, lambda data: True))
+            await asyncio.sleep(0)
+            writer.write_eof()
+            assert await asyncio.wait_for(serving, 5) is True
+            assert await asyncio.wait_for(stream.read(), 5) == b""
+            assert await serve_inline(stream, lambda data: True) is False  # ended: read
+
+    run(test)
+
+
+def test_an_error_in_the_feed_is_raised_in_the_task_and_the_stream_goes_on() -> None:
+    async def test() -> None:
+        async with connected() as (stream, _, writer):
+
+            def feed(data: bytes) -> bool:
+                raise ValueError(f"bad {data!r}")
+
+            serving = asyncio.ensure_future(serve_inline(stream, feed))
+            writer.write(b"x")
+            await writer.drain()
+            with pytest.raises(ValueError, match="bad b'x'"):
+                await asyncio.wait_for(serving, 5)
+            writer.write(b"y")
+            await writer.drain()
+            assert await asyncio.wait_for(stream.read(), 5) == b"y"
+
+    run(test)
+
+
+def test_writing_that_pauses_hands_back_to_the_task_which_can_drain() -> None:
+    async def test() -> None:
+        async with connected() as (stream, reader, writer):
+            big = b"z" * (8 << 20)  # more than the socket and transport buffers hold
+
+            def feed(data: bytes) -> bool:
+                stream.write(big)
+                return True  # would go on inline, but the transport pauses writing
+
+            serving = asyncio.ensure_future(serve_inline(stream, feed))
+            writer.write(b"go")
+            await writer.drain()
+            assert await asyncio.wait_for(serving, 5) is True
+            drained = asyncio.ensure_future(stream.drain())
+            assert await exactly(reader, len(big)) == big
+            await asyncio.wait_for(drained, 5)
+
+    run(test)
+
+
+def test_chunks_waiting_unread_are_read_first() -> None:
+    async def test() -> None:
+        async with connected() as (stream, _, writer):
+            writer.write(b"early")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # received before anyone reads
+            assert await serve_inline(stream, lambda data: True) is False
+            assert await asyncio.wait_for(stream.read(), 5) == b"early"
+
+    run(test)
+
+
+def test_other_streams_are_read() -> None:
+    async def test() -> None:
+        a, _ = memory_pair()
+        assert await serve_inline(a, lambda data: True) is False
+
+    run(test)
