@@ -100,6 +100,7 @@ from wiretape.proxy.streams import (
     SocketStream,
     TlsServerStream,
     open_stream,
+    serve_inline,
 )
 from wiretape.proxy.tls import CertificateAuthority
 from wiretape.runner.recorder import Attribution, Recorder
@@ -758,6 +759,8 @@ class _MockConnection:
         self.ok: OkPacket = _DEFAULT_OK
         self.status = int(ServerStatus.AUTOCOMMIT)  # as the last recorded reply left it
         self.caps = self.maria = 0  # negotiated by the login
+        self.held: bytes | None = None  # what stopped serving inline: bytes not taken,
+        self.blob: BlobRef | None = None  # or a stored body to send
 
     async def run(self) -> None:
         try:
@@ -814,9 +817,19 @@ class _MockConnection:
                 if not await self._on_packet(event):
                     return
             await self.client.drain()
-            data = await self.client.read()
             # The common case, a client waiting for the answer to one plain query, skips the
-            # buffer and the event queue.
+            # buffer and the event queue, and is answered inline, in the event loop's callback,
+            # with no task switch; anything else comes back here.
+            if await serve_inline(self.client, self._feed):
+                blob, self.blob = self.blob, None
+                if blob is not None:
+                    await self._send_blob(blob)
+                    self.conversation.reply_sent()
+                data, self.held = self.held, None
+                if data is None:
+                    continue
+            else:
+                data = await self.client.read()
             while (query := parser.take_query(data)) is not None:
                 await self._answer(query)
                 await self.client.drain()
@@ -867,7 +880,25 @@ class _MockConnection:
         await self._answer(m)
         return True
 
+    def _feed(self, data: bytes) -> bool:
+        """Bytes received while serving inline: answer a plain query, and say whether to go on
+        inline (False leaves other bytes in ``held``, a stored body to send in ``blob``)."""
+        query = self.parser.take_query(data)
+        if query is None:
+            self.held = data
+            return False
+        self.blob = self._reply(query)
+        return self.blob is None
+
     async def _answer(self, m: ClientMessage) -> None:
+        blob = self._reply(m)
+        if blob is not None:
+            await self._send_blob(blob)
+            self.conversation.reply_sent()
+
+    def _reply(self, m: ClientMessage) -> BlobRef | None:
+        """Answer ``m``; a stored body to stream is returned for the task to send (the reply
+        then counts as sent once it is)."""
         conv = self.conversation
         server = self.server
         seq = conv.reply_seq
@@ -888,18 +919,20 @@ class _MockConnection:
                 ok = OkPacket(status=self.status, info="")
                 self.client.write(encode_reply([ok], seq=seq, capabilities=conv.capabilities))
                 conv.reply_sent()
-                return
+                return None
             if isinstance(found, Miss):
                 self._miss(found, request, seq, m)
-                return
+                return None
         response = found.response
         if not isinstance(response, WireResponse):
             self._fail(seq, m, f"wiretape: {request_for(step).summary} was recorded failing")
-            return
+            return None
+        if isinstance(response.raw, BlobRef):
+            return response.raw
         if response.raw is not None:
-            await self._send_raw(response.raw)
+            self.client.write(response.raw)
             conv.reply_sent()
-            return
+            return None
         caps, maria = self.caps, self.maria
         if isinstance(m, StmtPrepare):
             messages = server.messages(found.id, response.data)
@@ -922,7 +955,7 @@ class _MockConnection:
                 )
             )
             conv.reply_sent(prepared)
-            return
+            return None
         data = server.encoded.get((found.id, seq, caps, maria))
         if data is None:
             data = server.encode(found.id, response.data, seq, caps, maria)
@@ -931,9 +964,10 @@ class _MockConnection:
             self.status = status
         if not data:
             self._fail(seq, m, "wiretape: a LOCAL INFILE exchange is not replayed")
-            return
+            return None
         self.client.write(data)
         conv.reply_sent()
+        return None
 
     def _fail(self, seq: int, m: ClientMessage, message: str) -> None:
         self.client.write(err_packet(seq, MISS_CODE, MISS_STATE, message))
@@ -952,10 +986,7 @@ class _MockConnection:
         if self.server.on_miss is not None:
             self.server.on_miss(miss)
 
-    async def _send_raw(self, raw: bytes | BlobRef) -> None:
-        if isinstance(raw, bytes):
-            self.client.write(raw)
-            return
+    async def _send_blob(self, raw: BlobRef) -> None:
         with open(raw.path, "rb") as fh:
             while chunk := fh.read(READ_SIZE):
                 self.client.write(chunk)
