@@ -824,7 +824,6 @@ class _MockConnection:
                 blob, self.blob = self.blob, None
                 if blob is not None:
                     await self._send_blob(blob)
-                    self.conversation.reply_sent()
                 data, self.held = self.held, None
                 if data is None:
                     continue
@@ -894,7 +893,6 @@ class _MockConnection:
         blob = self._reply(m)
         if blob is not None:
             await self._send_blob(blob)
-            self.conversation.reply_sent()
 
     def _reply(self, m: ClientMessage) -> BlobRef | None:
         """Answer ``m``; a stored body to stream is returned for the task to send (the reply
@@ -987,7 +985,9 @@ class _MockConnection:
             self.server.on_miss(miss)
 
     async def _send_blob(self, raw: BlobRef) -> None:
+        """Stream a reply stored in ``bodies/``; the reply counts as sent after it."""
         with open(raw.path, "rb") as fh:
             while chunk := fh.read(READ_SIZE):
                 self.client.write(chunk)
                 await self.client.drain()
+        self.conversation.reply_sent()

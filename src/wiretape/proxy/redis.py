@@ -395,16 +395,11 @@ class _MockConnection:
     def _feed(self, data: bytes) -> bool:
         """Bytes received while serving inline: answer what is plain, and say whether to go on
         inline (False leaves what is not plain, or the end of the stream, in ``pending``)."""
-        if not data:
-            return False
         with contextlib.suppress(ProtocolError):  # raised again by next_event()
             self.parser.feed(data)
         action = self._advance()
         if action is NEED_DATA:
-            out = self.out
-            if out:
-                self.client.write(out[0] if len(out) == 1 else b"".join(out))
-                out.clear()
+            self._flush()
             return True
         self.pending = action
         return False
@@ -443,11 +438,15 @@ class _MockConnection:
         return None
 
     async def _write(self) -> None:
+        self._flush()
+        await self.client.drain()
+
+    def _flush(self) -> None:
+        """Write the answers collected, in one piece."""
         out = self.out
         if out:
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-        await self.client.drain()
 
     def _find(self, request: WireRequest) -> _Prepared | None:
         """The answer to send for ``request``; None when there is none to send (a miss or an
