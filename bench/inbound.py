@@ -2,9 +2,11 @@
 
 Two targets (nginx serving a small static JSON file; the example shop's ``GET /api/products``),
 each loaded by wrk directly, through ``wiretape record`` (the lane default and ``--concurrent``),
-and through ``mitmdump`` in reverse mode with flow saving off. ``wiretape record`` is run exactly
-as a user runs it: the CLI as a subprocess with a generated wiretape.yaml whose ``app.command``
-starts the target, the load on its ``listen`` port, ``--overwrite`` into a throwaway set.
+through ``bench/pyforward.py`` (bytes forwarded and nothing else: the floor of a Python proxy on
+this machine), and through ``mitmdump`` in reverse mode with flow saving off. ``wiretape
+record`` is run exactly as a user runs it: the CLI as a subprocess with a generated wiretape.yaml
+whose ``app.command`` starts the target, the load on its ``listen`` port, ``--overwrite`` into a
+throwaway set.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (
+    BENCH_DIR,
     EXAMPLES_DIR,
     LOGS,
     MITMDUMP,
@@ -101,7 +104,7 @@ TARGETS = {
     "nginx": NginxTarget("nginx", "/data.json", None, WORK),
     "shop": ShopTarget("shop", "/api/products", "/healthz", EXAMPLES_DIR, SHOP_ENV),
 }
-CONFIGS = ("direct", "wiretape", "wiretape-concurrent", "mitmdump")
+CONFIGS = ("direct", "wiretape", "wiretape-concurrent", "python-forward", "mitmdump")
 
 
 def _start_direct(target: Target, port: int) -> Proc:
@@ -209,37 +212,36 @@ def stack(target: Target, config: str, profile: Path | None = None) -> Iterator[
             rmtree(SETS_DIR / set_name)
             rmtree(SETS_DIR / ".runs")  # the app's log of this recording
         return
-    if config == "mitmdump":
-        app = _start_direct(target, app_port)
+    if config == "python-forward":
+        argv = [sys.executable, str(BENCH_DIR / "pyforward.py"), str(listen), str(app_port)]
+    elif config == "mitmdump":
+        argv = [
+            str(MITMDUMP),
+            "-q",
+            "--listen-host",
+            "127.0.0.1",
+            "-p",
+            str(listen),
+            "--mode",
+            f"reverse:http://127.0.0.1:{app_port}",
+            "--set",
+            f"confdir={WORK / 'mitm-conf'}",
+        ]
+    else:
+        raise ValueError(f"unknown config {config!r}")
+    # A proxy in front of the app, started directly.
+    app = _start_direct(target, app_port)
+    try:
+        proc = Proc(argv, name=f"{config}-{target.name}", log_dir=LOGS, port=listen)
+        front = Front(f"http://127.0.0.1:{listen}{target.path}", proc)
         try:
-            proc = Proc(
-                [
-                    str(MITMDUMP),
-                    "-q",
-                    "--listen-host",
-                    "127.0.0.1",
-                    "-p",
-                    str(listen),
-                    "--mode",
-                    f"reverse:http://127.0.0.1:{app_port}",
-                    "--set",
-                    f"confdir={WORK / 'mitm-conf'}",
-                ],
-                name=f"mitmdump-{target.name}",
-                log_dir=LOGS,
-                port=listen,
-            )
-            front = Front(f"http://127.0.0.1:{listen}{target.path}", proc)
-            try:
-                wait_for_port(listen, timeout=90, proc=proc)
-                yield front
-            finally:
-                front.notes["peak_rss_mb"] = peak_rss_mb(proc.pid)
-                proc.stop()
+            wait_for_port(listen, timeout=90, proc=proc)
+            yield front
         finally:
-            app.stop()
-        return
-    raise ValueError(f"unknown config {config!r}")
+            front.notes["peak_rss_mb"] = peak_rss_mb(proc.pid)
+            proc.stop()
+    finally:
+        app.stop()
 
 
 def run_round(

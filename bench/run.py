@@ -95,7 +95,7 @@ def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
         ]
         configs = [
             c
-            for c in ("direct", "wiretape", "wiretape-concurrent", "mitmdump")
+            for c in ("direct", "wiretape", "wiretape-concurrent", "python-forward", "mitmdump")
             if any(s.config == c for s in group)
         ]
         for config in configs:
@@ -112,7 +112,7 @@ def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
                 f"| {_cpu(mine, target, config)} | {bad[0]} / {bad[1]} |"
             )
             verdict[f"{target}.c{conns}.{config}.rps_x_direct"] = rps_x
-        for wt in ("wiretape", "wiretape-concurrent"):
+        for wt in ("wiretape", "wiretape-concurrent", "python-forward"):
             vs = _round_ratios(group, _is(wt), _is("mitmdump"), lambda s: s.rps)
             if vs:
                 verdict[f"{target}.c{conns}.{wt}.rps_x_mitmdump"] = median(vs)
@@ -221,6 +221,12 @@ def targets_table(verdict: dict[str, float]) -> str:
                     f"| wiretape ≥ 10× mitmdump, nginx, c{conns}, `{cfg}` | {_ratio(x)} "
                     f"| {met(x, 10)} |"
                 )
+        x = verdict.get(f"nginx.c{conns}.python-forward.rps_x_mitmdump", math.nan)
+        if not math.isnan(x):
+            rows.append(
+                f"| (the floor) `python-forward` × mitmdump, nginx, c{conns} | {_ratio(x)} "
+                "| for reference |"
+            )
     for key, x in sorted(verdict.items()):
         if key.endswith("wiretape_x_wiremock"):
             rows.append(
@@ -302,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jvm-warmup", type=int, help="extra warm-up seconds for WireMock")
     p.add_argument("--only", choices=("inbound", "mock"), action="append")
     p.add_argument("--targets", default="nginx,shop", help="inbound targets (nginx,shop)")
-    p.add_argument("--configs", default="direct,wiretape,wiretape-concurrent,mitmdump")
+    p.add_argument(
+        "--configs", default="direct,wiretape,wiretape-concurrent,python-forward,mitmdump"
+    )
     p.add_argument("--conns", help="wrk -c values for the inbound benchmark (8,1; quick: 8)")
     p.add_argument("--mock-sizes", default="1000,10000")
     p.add_argument("--servers", default="wiretape,wiremock,mitmdump")

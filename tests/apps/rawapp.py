@@ -16,6 +16,9 @@ pipelining are honoured (requests on a connection are answered in order). Routes
 - ``/break``            head with Content-Length 1000, 500 bytes of body, then the connection closes
 - ``/garbage``          a malformed response head, then the connection closes
 - ``/slow?ms=N``        sleeps N ms, then JSON ``{"slept_ms": N}``
+- ``/bye``              like ``/hello``, then the app closes the connection, as on a keep-alive
+                        timeout (no ``Connection: close``)
+- ``/inflight?ms=N``    sleeps N ms while counted as in flight; ``/peak`` the most ever at once
 - ``/healthz``          ``ok``
 
 Every request is logged as one line on stdout (it ends up in the set's app.log).
@@ -43,6 +46,7 @@ COMPRESSED_DOC = {"compressed": True, "items": list(range(50)), "note": "squeeze
 GARBAGE = b"HTTP/1.1 two-hundred OK\r\nthis line is no header\r\n\r\n"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD = 64 * 1024
+INFLIGHT = [0, 0]  # requests to /inflight now, and the most at once
 
 
 def big_chunk(i: int) -> bytes:
@@ -277,6 +281,20 @@ async def respond(req: Request, reader: asyncio.StreamReader, writer: asyncio.St
         writer.write(GARBAGE)
         await writer.drain()
         return False
+    elif path == "/bye":
+        writer.write(simple(200, "OK", HELLO, "application/json", req, []))
+        await writer.drain()
+        return False
+    elif path == "/inflight":
+        INFLIGHT[0] += 1
+        INFLIGHT[1] = max(INFLIGHT[1], INFLIGHT[0])
+        try:
+            await asyncio.sleep(int(req.query.get("ms", ["5"])[0]) / 1000)
+        finally:
+            INFLIGHT[0] -= 1
+        writer.write(simple(200, "OK", req.target.encode(), "text/plain", req, []))
+    elif path == "/peak":
+        writer.write(simple(200, "OK", str(INFLIGHT[1]).encode(), "text/plain", req, []))
     elif path == "/slow":
         ms = int(req.query.get("ms", ["100"])[0])
         await asyncio.sleep(ms / 1000)

@@ -711,3 +711,266 @@ def test_sigint_with_an_idle_keep_alive_client_stops_cleanly(rec: Recording) -> 
     assert recorded.info.closed
     assert [t.id for t in recorded.tests] == ["0001-get-hello"]
     assert "Traceback" not in rec.output(), rec.output()
+
+
+# --- warm connections: the inline path ---------------------------------------------------------
+#
+# The first request on a client connection opens the proxy's connection to the app. Every later
+# one finds it open and is served inline, in the event loop's callbacks, and handed back to the
+# connection's task for anything that is not a plain exchange. These tests send a warm-up
+# request first so that what follows takes that path.
+
+
+def warm(conn: RawConn) -> None:
+    conn.send(request("GET", "/hello"))
+    assert conn.read_response().raw == HELLO_RAW
+
+
+def test_a_warm_connection_forwards_every_framing_untouched(rec: Recording) -> None:
+    with RawConn(rec.port) as conn:
+        warm(conn)
+        conn.send(request("HEAD", "/hello"))
+        head_only = conn.read_response("HEAD")
+        conn.send(request("GET", "/nocontent"))
+        no_content = conn.read_response()
+        conn.send(request("GET", "/notmodified"))
+        not_modified = conn.read_response()
+        conn.send(request("GET", "/chunked"))  # chunks arrive apart, 10 ms between them
+        chunked = conn.read_response()
+        conn.send(request("GET", "/hello") + request("GET", "/gzip") + request("GET", "/peak"))
+        piped = [conn.read_response() for _ in range(3)]
+        conn.send(request("GET", "/hello"))
+        assert conn.read_response().raw == HELLO_RAW
+
+    assert head_only.raw == HELLO_RAW[: HELLO_RAW.index(b"\r\n\r\n") + 4]
+    assert no_content.status == 204 and no_content.body == b""
+    assert not_modified.status == 304 and not_modified.body == b""
+    assert chunked.body == b"alpha-beta-gamma-delta"
+    assert chunked.trailers == [("X-Checksum", "abc123")]
+    assert piped[0].raw == HELLO_RAW
+    assert gzip.decompress(piped[1].body) == rawapp.compressed_json()
+    assert piped[2].status == 200
+
+    recorded = finish(rec)
+    assert [req_of(t).target for t in recorded.tests] == [
+        "/hello",
+        "/hello",
+        "/nocontent",
+        "/notmodified",
+        "/chunked",
+        "/hello",
+        "/gzip",
+        "/peak",
+        "/hello",
+    ]
+    assert all(t.error is None for t in recorded.tests)
+    assert resp_of(recorded.tests[1]).body == b""  # HEAD
+    assert resp_of(recorded.tests[4]).body == b"alpha-beta-gamma-delta"
+    assert resp_of(recorded.tests[4]).trailers == (("X-Checksum", "abc123"),)
+
+
+def test_a_warm_connection_hands_uploads_and_slow_readers_to_the_task(rec: Recording) -> None:
+    deadline = time.monotonic() + IO_TIMEOUT
+    with RawConn(rec.port) as conn:
+        warm(conn)
+        # Expect: 100-continue: the body follows only once the app said so.
+        conn.send(
+            b"POST /sha HTTP/1.1\r\nHost: rawapp.test\r\nContent-Length: 6\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert conn.read_until(b"\r\n\r\n", deadline) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.send(b"abcdef")
+        sha = json.loads(conn.read_response().body)
+        # A body that arrives in two parts.
+        conn.send(b"POST /echo HTTP/1.1\r\nHost: rawapp.test\r\nContent-Length: 10\r\n\r\n01234")
+        time.sleep(0.05)
+        conn.send(b"56789")
+        echo = conn.read_response()
+        # 8 MiB to a client that reads nothing for a while: the proxy must stop and wait.
+        conn.send(request("GET", "/big?mb=8"))
+        time.sleep(0.5)
+        big = conn.read_response(timeout=30)
+        conn.send(request("GET", "/hello"))
+        assert conn.read_response().raw == HELLO_RAW
+
+    assert sha["sha256"] == hashlib.sha256(b"abcdef").hexdigest()
+    assert echo.body == b"0123456789"
+    assert len(big.body) == 8 * MIB
+    assert big.body == b"".join(rawapp.big_chunk(i) for i in range(8))
+
+    recorded = finish(rec)
+    assert [req_of(t).target for t in recorded.tests] == [
+        "/hello",
+        "/sha",
+        "/echo",
+        "/big?mb=8",
+        "/hello",
+    ]
+    assert all(t.error is None for t in recorded.tests)
+    assert req_of(recorded.tests[1]).body == b"abcdef"
+    assert req_of(recorded.tests[2]).body == b"0123456789"
+    assert resp_of(recorded.tests[2]).body == b"0123456789"
+    stored = resp_of(recorded.tests[3]).body
+    assert isinstance(stored, BlobRef)
+    assert (
+        sha256_file(rec.set_path / "bodies" / stored.path) == hashlib.sha256(big.body).hexdigest()
+    )
+
+
+def test_a_warm_connection_upgrades_to_a_websocket(rec: Recording) -> None:
+    upgrade = request(
+        "GET",
+        "/ws",
+        headers=(("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "x")),
+    )
+    with RawConn(rec.port) as ws:
+        warm(ws)
+        ws.send(upgrade)
+        assert ws.read_response().status == 101
+        deadline = time.monotonic() + IO_TIMEOUT
+        frame = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"  # raw bytes now, not a request
+        ws.send(frame)
+        assert ws.read_exact(len(frame), deadline) == frame
+        ws.sock.shutdown(socket.SHUT_WR)
+        assert ws.read_to_eof(deadline) == b""
+
+    recorded = finish(rec)
+    assert [req_of(t).target for t in recorded.tests] == ["/hello", "/ws"]
+    assert recorded.tests[1].upgraded and resp_of(recorded.tests[1]).status == 101
+
+
+def test_an_idle_connection_the_app_closed_is_opened_again(rec: Recording) -> None:
+    with RawConn(rec.port) as conn:
+        conn.send(request("GET", "/bye"))  # the app answers, then closes its side
+        assert conn.read_response().raw == HELLO_RAW
+        time.sleep(0.2)
+        conn.send(request("GET", "/hello"))
+        assert conn.read_response().raw == HELLO_RAW
+        conn.send(request("GET", "/bye"))
+        assert conn.read_response().raw == HELLO_RAW
+        time.sleep(0.2)
+        conn.send(request("GET", "/hello"))
+        assert conn.read_response().raw == HELLO_RAW
+
+    recorded = finish(rec)
+    assert [req_of(t).target for t in recorded.tests] == ["/bye", "/hello", "/bye", "/hello"]
+    assert all(t.error is None for t in recorded.tests)
+
+
+@pytest.mark.parametrize("warm_first", [False, True], ids=["cold", "warm"])
+def test_a_malformed_request_body_gets_400_and_the_lane_goes_on(
+    rec: Recording, warm_first: bool
+) -> None:
+    bad = (
+        b"POST /echo HTTP/1.1\r\nHost: rawapp.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nnot a chunk\r\n0\r\n\r\n"
+    )
+    with RawConn(rec.port) as conn:
+        if warm_first:
+            warm(conn)
+        conn.send(bad)
+        rejected = conn.read_response()
+        assert conn.is_closed_by_peer(), "the connection stays open after a 400"
+    with RawConn(rec.port) as other:  # the record lane was released
+        other.send(request("GET", "/hello"))
+        assert other.read_response(timeout=5).raw == HELLO_RAW
+
+    assert rejected.status == 400
+    assert "malformed request body" in rejected.body.decode(), rejected.body
+    recorded = finish(rec)
+    targets = [req_of(t).target for t in recorded.tests]
+    assert targets == ["/hello", "/echo", "/hello"] if warm_first else ["/echo", "/hello"]
+    failed = recorded.tests[-2]
+    assert failed.error and "malformed request body" in failed.error
+    assert resp_of(failed).status == 400
+
+
+def test_a_warm_connection_explains_broken_answers_from_the_app(rec: Recording) -> None:
+    with RawConn(rec.port) as conn:
+        warm(conn)
+        conn.send(request("GET", "/garbage"))
+        bad_gateway = conn.read_response()
+    with RawConn(rec.port) as conn:
+        warm(conn)
+        conn.send(request("GET", "/break"))
+        deadline = time.monotonic() + IO_TIMEOUT
+        head = conn.read_until(b"\r\n\r\n", deadline)
+        assert b"Content-Length: 1000" in head
+        assert conn.read_to_eof(deadline) == b"x" * 500
+    with RawConn(rec.port) as conn:
+        warm(conn)
+
+    assert bad_gateway.status == 502 and "malformed" in bad_gateway.body.decode().lower()
+    recorded = finish(rec)
+    targets = [req_of(t).target for t in recorded.tests]
+    assert targets == ["/hello", "/garbage", "/hello", "/break", "/hello"]
+    errors = [t.error for t in recorded.tests]
+    assert errors[0] is None and errors[2] is None and errors[4] is None
+    assert errors[1] and "malformed" in errors[1]
+    assert errors[3] and "broke off" in errors[3]
+
+
+def test_warm_connections_still_go_through_the_lane_one_at_a_time(rec: Recording) -> None:
+    conns = [RawConn(rec.port) for _ in range(6)]
+    try:
+        for conn in conns:
+            warm(conn)
+        rounds = 10
+        for i in range(rounds):
+            for n, conn in enumerate(conns):  # six requests in flight at once
+                conn.send(request("GET", f"/inflight?ms=3&c={n}&i={i}"))
+            for n, conn in enumerate(conns):
+                assert conn.read_response().body == f"/inflight?ms=3&c={n}&i={i}".encode()
+        conns[0].send(request("GET", "/peak"))
+        peak = conns[0].read_response().body
+    finally:
+        for conn in conns:
+            conn.close()
+
+    assert peak == b"1", f"the app saw {peak!r} requests at once behind the record lane"
+    recorded = finish(rec)
+    inflight = [t for t in recorded.tests if req_of(t).target.startswith("/inflight")]
+    assert len(inflight) == 6 * rounds
+    for test in inflight:  # each recorded response belongs to its own request
+        assert resp_of(test).body == req_of(test).target.encode()
+
+
+def test_a_client_leaving_while_its_request_waits_for_the_lane_stalls_nothing(
+    rec: Recording,
+) -> None:
+    with RawConn(rec.port) as slow, RawConn(rec.port) as gone, RawConn(rec.port) as after:
+        for conn in (slow, gone, after):
+            warm(conn)
+        slow.send(request("GET", "/slow?ms=300"))
+        time.sleep(0.05)
+        gone.send(request("GET", "/hello?gone=1"))
+        gone.close()
+        after.send(request("GET", "/hello?after=1"))
+        assert json.loads(slow.read_response().body) == {"slept_ms": 300}
+        assert after.read_response(timeout=5).raw == HELLO_RAW
+        after.send(request("GET", "/hello"))
+        assert after.read_response(timeout=5).raw == HELLO_RAW
+
+    recorded = finish(rec)
+    targets = [req_of(t).target for t in recorded.tests]
+    assert targets[3:] == ["/slow?ms=300", "/hello?gone=1", "/hello?after=1", "/hello"]
+
+
+def test_pipelined_bytes_past_the_buffer_limit_push_back_and_are_all_served(
+    rec: Recording,
+) -> None:
+    padding = ("X-Pad", "p" * 2000)
+    count = 200  # about 400 KiB of requests behind one slow one
+    with RawConn(rec.port) as conn:
+        warm(conn)
+        conn.send(request("GET", "/slow?ms=200"))
+        conn.send(
+            b"".join(request("GET", f"/hello?n={n}", headers=(padding,)) for n in range(count))
+        )
+        assert json.loads(conn.read_response().body) == {"slept_ms": 200}
+        for _ in range(count):
+            assert conn.read_response().raw == HELLO_RAW
+
+    recorded = finish(rec)
+    targets = [req_of(t).target for t in recorded.tests]
+    assert targets == ["/hello", "/slow?ms=200", *(f"/hello?n={n}" for n in range(count))]

@@ -324,6 +324,11 @@ class Http1Parser:
         return self._base + self._pos
 
     @property
+    def buffered(self) -> int:
+        """Bytes fed but not parsed yet."""
+        return len(self._buf) - self._pos
+
+    @property
     def in_message(self) -> bool:
         return self._state in _IN_MESSAGE
 

@@ -22,11 +22,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from wiretape.errors import ProtocolError
 from wiretape.model import Body, Headers, HttpRequest, HttpResponse
 from wiretape.protocols.http1 import (
+    NEED_DATA,
     BodyData,
     EndOfMessage,
     Http1Parser,
@@ -38,7 +39,7 @@ from wiretape.protocols.http1 import (
     encode_response,
     is_keep_alive,
 )
-from wiretape.proxy.streams import ByteStream, open_stream
+from wiretape.proxy.streams import BUFFER_LIMIT, ByteStream, SocketStream, open_stream
 
 log = logging.getLogger("wiretape.proxy")
 
@@ -125,6 +126,30 @@ class Hooks(Protocol):
         ...
 
 
+class InlineHooks(Hooks, Protocol):
+    """Hooks that can also admit and finish without a task, for the inline path."""
+
+    def admit_now(self, head: RequestHead) -> object | None:
+        """``admit`` if that needs no wait; else None (then ``wait_admission``)."""
+        ...
+
+    def wait_admission(self, on_turn: Callable[[], None]) -> None:
+        """Call ``on_turn`` when this request's turn comes (then ``admitted``)."""
+        ...
+
+    def cancel_admission(self, on_turn: Callable[[], None]) -> bool:
+        """Withdraw a ``wait_admission``; False when ``on_turn`` was already called."""
+        ...
+
+    def admitted(self, head: RequestHead) -> object:
+        """The ticket of a request whose turn came."""
+        ...
+
+    def finished_now(self, ticket: object, done: Finished) -> None:
+        """``finished`` without a task."""
+        ...
+
+
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
@@ -159,6 +184,10 @@ class _Upstream:
         self.parser = Http1Parser(Kind.RESPONSE)
 
 
+def _at_eof(stream: ByteStream) -> bool:
+    return type(stream) is SocketStream and stream.at_eof
+
+
 class _ClientGone(Exception):
     pass
 
@@ -176,7 +205,66 @@ async def connect_route(route: Route, timeout: float) -> ByteStream:
     )
 
 
+class _Exchange:
+    """One request and its response, from admission to ``finished``."""
+
+    __slots__ = (
+        "error",
+        "head",
+        "keep",
+        "received",
+        "reply",
+        "req_sink",
+        "request_done",
+        "request_error",
+        "resp_sink",
+        "rhead",
+        "started",
+        "started_wall",
+        "ticket",
+        "trailers",
+        "up",
+    )
+
+    def __init__(self, head: RequestHead, ticket: object, req_sink: BodySink) -> None:
+        self.head = head
+        self.ticket = ticket
+        self.req_sink = req_sink
+        self.started_wall = time.time()
+        self.started = time.perf_counter()
+        self.resp_sink: BodySink | None = None
+        self.up: _Upstream | None = None
+        self.rhead: ResponseHead | None = None  # once parsed
+        self.received = False  # whether the upstream sent anything for it
+        self.trailers: Headers = ()  # the request's
+        self.request_done = False
+        self.request_error = False
+        self.error: str | None = None
+        self.reply: HttpResponse | None = None  # what wiretape answered itself, if it had to
+        self.keep = True
+
+
+_NO_TICKET = object()  # the request is not admitted yet
+_CLOSE = object()  # inline path's hand-off: the connection ends
+
+# Phases of the inline path (see ``HttpSession._serve_inline``).
+_IDLE, _QUEUED, _WAITING = 0, 1, 2
+
+
 class HttpSession:
+    """Serves one client connection (see the module docstring).
+
+    With hooks that admit without a task (``InlineHooks``) and plain sockets on both sides, a
+    connection is served *inline*: each chunk the event loop receives is parsed and forwarded in
+    its callback, a request waiting for the record lane waits as a callback, and the session's
+    task sleeps. Only simple exchanges go that way: the whole request in hand, an upstream
+    connection already open, nothing to wait for but the response. Anything else (the first
+    connection to the app, a request body still arriving, ``Expect``, CONNECT, a protocol switch,
+    malformed bytes, a peer that stops reading or closes) is handed back to the task at the
+    point reached, and the task path below goes on from there with the same parsers and the
+    same exchange state.
+    """
+
     def __init__(
         self,
         client: ByteStream,
@@ -192,14 +280,36 @@ class HttpSession:
         self.upstream: _Upstream | None = None
         self.connect_timeout = connect_timeout
         self._client_eof = False
+        self._inline_hooks: InlineHooks | None = (
+            cast(InlineHooks, hooks)
+            if getattr(hooks, "inline", False) and type(client) is SocketStream
+            else None
+        )
+        self._done: asyncio.Future[None] | None = None  # set while serving inline
+        self._handoff: object = None
+        self._error: BaseException | None = None
+        self._phase = _IDLE
+        self._client_closed = False  # while serving inline
+        self._queued: RequestHead | None = None
+        self._x: _Exchange | None = None
 
     async def run(self) -> None:
         try:
             while True:
-                head = await self._next_head()
-                if head is None:
+                handoff = await self._serve_inline() if self._inline_hooks else None
+                if handoff is _CLOSE:
                     return
-                keep = await self._exchange(head)
+                if isinstance(handoff, _Exchange):
+                    keep = await self._respond(handoff)
+                elif isinstance(handoff, RequestHead):
+                    keep = await self._exchange(handoff, _NO_TICKET)
+                elif isinstance(handoff, tuple):
+                    keep = await self._exchange(*handoff)
+                else:
+                    head = await self._next_head()
+                    if head is None:
+                        return
+                    keep = await self._exchange(head, _NO_TICKET)
                 if not keep:
                     return
         except ProtocolError as exc:
@@ -237,141 +347,139 @@ class HttpSession:
                 return None
 
     def _close_upstream(self) -> None:
-        if self.upstream is not None:
-            self.upstream.stream.close()
+        up = self.upstream
+        if up is not None:
+            if type(up.stream) is SocketStream:
+                up.stream.detach()
+            up.stream.close()
             self.upstream = None
 
     async def _connect(self, route: Route) -> _Upstream:
         up = self.upstream
-        if up is not None and up.key == route.key:
+        # Reused while the key stays; not once the upstream closed it while idle.
+        if up is not None and up.key == route.key and not _at_eof(up.stream):
             return up
         self._close_upstream()
         stream = await self.connector(route, self.connect_timeout)
         self.upstream = _Upstream(route.key, stream)
         return self.upstream
 
-    async def _exchange(self, head: RequestHead) -> bool:
+    # -- the task path ------------------------------------------------------------------------
+
+    async def _exchange(self, head: RequestHead, ticket: object) -> bool:
         """Forward one request and its response. Returns whether the connection goes on."""
         raw_head = self.parser.take_raw()
-        ticket = await self.hooks.admit(head)
-        started_wall = time.time()
-        started = time.perf_counter()
-        req_sink = self.hooks.new_sink()
-        resp_sink: BodySink | None = None
-        state = _ExchangeState()
+        if ticket is _NO_TICKET:
+            ticket = await self.hooks.admit(head)
+        x = _Exchange(head, ticket, self.hooks.new_sink())
+        if head.method == "CONNECT" and self.hooks.takes_connect:
+            await self._drain_request(x)
+            await self.hooks.connect(head, self.client, self.parser.take_trailing())
+            return False
         try:
-            if head.method == "CONNECT" and self.hooks.takes_connect:
-                await self._drain_request(req_sink, state)
-                await self.hooks.connect(head, self.client, self.parser.take_trailing())
-                return False
-            try:
-                route = self.hooks.route(head, ticket)
-                up = await self._connect(route)
-            except RouteError as exc:
-                await self._drain_request(req_sink, state)
-                reply = error_reply(exc.status, exc.message)
-                self.client.write(encode_response(reply))
-                await self._finish(
-                    ticket, head, req_sink, state, reply, exc.message, started_wall, started
-                )
-                return False
-            except (TimeoutError, OSError) as exc:
-                message = f"cannot connect to upstream {route.host}:{route.port}: {exc}"
-                await self._drain_request(req_sink, state)
-                reply = error_reply(502, message)
-                self.client.write(encode_response(reply))
-                await self._finish(
-                    ticket, head, req_sink, state, reply, message, started_wall, started
-                )
-                return False
-            up.parser.expect_response_to(head.method)
-            first = route.head if route.head is not None else raw_head
-            body_task: asyncio.Task[None] | None = None
-            if not self._forward_request_body(up, req_sink, state, first):
-                body_task = asyncio.create_task(self._pump_request_body(up, req_sink, state))
-            resp_sink = self.hooks.new_sink()
-            response = await self._pump_response(up, resp_sink, state, head)
+            route = self.hooks.route(head, ticket)
+            up = await self._connect(route)
+        except RouteError as exc:
+            await self._refuse(x, exc.status, exc.message)
+            return False
+        except (TimeoutError, OSError) as exc:
+            message = f"cannot connect to upstream {route.host}:{route.port}: {exc}"
+            await self._refuse(x, 502, message)
+            return False
+        x.up = up
+        up.parser.expect_response_to(head.method)
+        self._forward_first(x, route.head if route.head is not None else raw_head)
+        return await self._respond(x)
+
+    async def _refuse(self, x: _Exchange, status: int, message: str) -> None:
+        """Answer a request that cannot be forwarded, and record that answer."""
+        await self._drain_request(x)
+        x.reply = error_reply(status, message)
+        x.error = message
+        self.client.write(encode_response(x.reply))
+        await self.hooks.finished(x.ticket, self._conclude(x, None))
+
+    def _forward_first(self, x: _Exchange, head: bytes) -> None:
+        """Send the request head and the part of its body already parsed."""
+        assert x.up is not None
+        try:
+            self._forward_request_body(x, head)
+        except ProtocolError as exc:
+            self._request_failed(x, exc)
+            x.request_done = True  # as far as it goes
+
+    async def _respond(self, x: _Exchange) -> bool:
+        """Finish an exchange whose request head went upstream: the rest of the request body,
+        the response, ``finished``. Returns whether the connection goes on."""
+        up = x.up
+        assert up is not None
+        body_task: asyncio.Task[None] | None = None
+        try:
+            if not x.request_done:
+                body_task = asyncio.create_task(self._pump_request_body(x))
+            if x.resp_sink is None:
+                x.resp_sink = self.hooks.new_sink()
+            response = await self._pump_response(x)
             if body_task is not None:
-                if response is not None and not state.request_done:
+                if response is not None and not x.request_done:
                     # The upstream answered before the request body ended: stop forwarding it.
                     body_task.cancel()
-                    state.keep = False
+                    x.keep = False
                 with contextlib.suppress(asyncio.CancelledError):
                     await body_task
-            if state.error is not None and state.request_error:
+            if x.error is not None and x.request_error:
                 self._close_upstream()
-            resp = state.reply
-            if response is not None:
-                rhead, trailers = response
-                resp = HttpResponse(
-                    status=rhead.status,
-                    reason=rhead.reason,
-                    headers=rhead.headers,
-                    body=resp_sink.finish(),
-                    version=rhead.version,
-                    trailers=trailers,
-                )
-                resp_sink = None
-            upgraded = self.upstream is not None and self.upstream.parser.switched
-            await self._finish(
-                ticket,
-                head,
-                req_sink,
-                state,
-                resp,
-                state.error,
-                started_wall,
-                started,
-                upgraded=upgraded,
-            )
-            if upgraded:
-                await self._tunnel_upgraded()
-                return False
-            if state.error is not None or not state.keep:
-                return False
-            if self.parser.switched:
-                return False
-            if resp is not None and not is_keep_alive(resp.version, resp.headers):
-                return False
-            return is_keep_alive(head.version, head.headers)
+            done = self._conclude(x, response)
+            await self.hooks.finished(x.ticket, done)
         finally:
-            if resp_sink is not None:
-                resp_sink.abort()
+            if x.resp_sink is not None:
+                x.resp_sink.abort()
+        if done.upgraded:
+            await self._tunnel_upgraded()
+            return False
+        return self._goes_on(x, done.response)
 
-    async def _finish(
-        self,
-        ticket: object,
-        head: RequestHead,
-        req_sink: BodySink,
-        state: _ExchangeState,
-        resp: HttpResponse | None,
-        error: str | None,
-        started_wall: float,
-        started: float,
-        *,
-        upgraded: bool = False,
-    ) -> None:
-        request = self.hooks.request_of(head, req_sink.finish(), state.trailers)
-        await self.hooks.finished(
-            ticket,
-            Finished(
-                request=request,
-                response=resp,
-                error=error,
-                started=started_wall,
-                duration=time.perf_counter() - started,
-                upgraded=upgraded,
-            ),
+    def _conclude(self, x: _Exchange, response: tuple[ResponseHead, Headers] | None) -> Finished:
+        """The finished exchange, for the hooks."""
+        resp = x.reply
+        if response is not None:
+            rhead, trailers = response
+            sink = x.resp_sink
+            assert sink is not None
+            x.resp_sink = None
+            resp = HttpResponse(
+                status=rhead.status,
+                reason=rhead.reason,
+                headers=rhead.headers,
+                body=sink.finish(),
+                version=rhead.version,
+                trailers=trailers,
+            )
+        head = x.head
+        return Finished(
+            request=self.hooks.request_of(head, x.req_sink.finish(), x.trailers),
+            response=resp,
+            error=x.error,
+            started=x.started_wall,
+            duration=time.perf_counter() - x.started,
+            upgraded=self.upstream is not None and self.upstream.parser.switched,
         )
 
-    def _forward_request_body(
-        self, up: _Upstream, sink: BodySink, state: _ExchangeState, prefix: bytes = b""
-    ) -> bool:
+    def _goes_on(self, x: _Exchange, resp: HttpResponse | None) -> bool:
+        """Whether the connection serves another request after this exchange."""
+        if x.error is not None or not x.keep or self.parser.switched:
+            return False
+        if resp is not None and not is_keep_alive(resp.version, resp.headers):
+            return False
+        return is_keep_alive(x.head.version, x.head.headers)
+
+    def _forward_request_body(self, x: _Exchange, prefix: bytes = b"") -> bool:
         """Forward what is already parsed of the request body (after ``prefix``) in one write.
 
         Returns True once the request has ended.
         """
         parser = self.parser
+        sink = x.req_sink
         done = False
         while True:
             ev = parser.next_event()
@@ -379,7 +487,7 @@ class HttpSession:
                 sink.write(ev.data)
                 continue
             if isinstance(ev, EndOfMessage):
-                state.trailers = ev.trailers
+                x.trailers = ev.trailers
                 done = True
             elif isinstance(ev, Paused):
                 done = True
@@ -388,68 +496,72 @@ class HttpSession:
         if prefix:
             raw = prefix + raw if raw else prefix
         if raw:
-            up.stream.write(raw)
+            assert x.up is not None
+            x.up.stream.write(raw)
         if done:
-            state.request_done = True
+            x.request_done = True
         return done
 
-    async def _pump_request_body(
-        self,
-        up: _Upstream,
-        sink: BodySink,
-        state: _ExchangeState,
-    ) -> None:
+    def _request_failed(self, x: _Exchange, exc: ProtocolError) -> None:
+        x.error = (
+            f"client disconnected mid-request: {exc.message}"
+            if self._client_eof
+            else f"malformed request body: {exc}"
+        )
+        x.request_error = True
+        x.keep = False
+        # The upstream must see the request end too: drop its connection.
+        self._close_upstream()
+        if not x.received and not self._client_eof:
+            # Nothing of a response reached the client yet: tell it why there will be none.
+            x.reply = error_reply(400, x.error)
+            self.client.write(encode_response(x.reply))
+
+    async def _pump_request_body(self, x: _Exchange) -> None:
+        up = x.up
+        assert up is not None
         try:
-            while not self._forward_request_body(up, sink, state):
+            while not self._forward_request_body(x):
                 await up.stream.drain()
                 if not await self._read_client():
                     self.parser.feed_eof()
                     raise ProtocolError("client closed the connection mid-request")
         except ProtocolError as exc:
-            state.error = (
-                f"client disconnected mid-request: {exc.message}"
-                if (self._client_eof)
-                else f"malformed request body: {exc}"
-            )
-            state.request_error = True
-            state.keep = False
-            # The upstream must see the request end too: drop its connection.
-            self._close_upstream()
+            self._request_failed(x, exc)
 
-    async def _drain_request(self, sink: BodySink, state: _ExchangeState) -> None:
+    async def _drain_request(self, x: _Exchange) -> None:
         """Read and discard a request body that will not be forwarded."""
         with contextlib.suppress(ProtocolError):
             while True:
                 ev = self.parser.next_event()
                 if isinstance(ev, BodyData):
-                    sink.write(ev.data)
+                    x.req_sink.write(ev.data)
                 elif isinstance(ev, (EndOfMessage, Paused)):
                     self.parser.take_raw()
-                    state.request_done = True
+                    x.request_done = True
                     return
                 elif not await self._read_client():
                     return
 
-    async def _pump_response(
-        self,
-        up: _Upstream,
-        sink: BodySink,
-        state: _ExchangeState,
-        head: RequestHead,
-    ) -> tuple[ResponseHead, Headers] | None:
+    async def _pump_response(self, x: _Exchange) -> tuple[ResponseHead, Headers] | None:
+        up = x.up
+        sink = x.resp_sink
+        assert up is not None and sink is not None
         parser = up.parser
         client = self.client
-        rhead: ResponseHead | None = None
-        received = False
+        rhead = x.rhead
         eof = False
         try:
+            if rhead is not None and parser.switched:  # handed over by the inline path
+                client.write(parser.take_raw())
+                return rhead, ()
             while True:
                 ev = parser.next_event()
                 if isinstance(ev, BodyData):
                     sink.write(ev.data)
                     continue
                 if isinstance(ev, ResponseHead):
-                    rhead = ev
+                    rhead = x.rhead = ev
                     if parser.switched:
                         client.write(parser.take_raw())
                         return rhead, ()
@@ -472,35 +584,35 @@ class HttpSession:
                 if raw:
                     client.write(raw)
                 await client.drain()
-                if state.request_error:
+                if x.request_error:
                     return None
                 if self.upstream is not up:
                     raise ProtocolError("upstream connection was dropped")
                 data = await up.stream.read()
                 if not data:
-                    if state.request_error:
+                    if x.request_error:
                         return None
                     parser.feed_eof()
                     eof = True
                     continue
-                received = True
+                x.received = True
                 parser.feed(data)
         except ProtocolError as exc:
-            state.keep = False
-            if state.request_error:
+            x.keep = False
+            if x.request_error:
                 return None
             self._close_upstream()
             if rhead is None:
-                if not received:
+                if not x.received:
                     msg = "the upstream closed the connection without answering"
                 else:
                     msg = f"the upstream sent a malformed response: {exc}"
-                state.error = msg
-                state.reply = error_reply(502, msg)
-                client.write(encode_response(state.reply))
+                x.error = msg
+                x.reply = error_reply(502, msg)
+                client.write(encode_response(x.reply))
                 await client.drain()
             else:
-                state.error = f"the upstream broke off its response: {exc}"
+                x.error = f"the upstream broke off its response: {exc}"
             return None
 
     async def _tunnel_upgraded(self) -> None:
@@ -513,6 +625,233 @@ class HttpSession:
         if back:
             self.client.write(back)
         await pipe_both(self.client, up.stream)
+
+    # -- the inline path ----------------------------------------------------------------------
+    #
+    # Phases: _IDLE (between requests: client bytes are parsed at once), _QUEUED (a request
+    # head waits for admission; client bytes are only buffered), _WAITING (the request went
+    # upstream; upstream bytes are parsed and forwarded, client bytes buffered). ``_stop``
+    # ends it and leaves in ``_handoff`` where the task goes on: None (read the next request),
+    # a RequestHead (not admitted yet), a (head, ticket) pair (admitted, not forwarded), an
+    # _Exchange (forwarded: ``_respond``), or _CLOSE.
+
+    async def _serve_inline(self) -> object:
+        """Serve inline until something needs the task; return the hand-off (see above)."""
+        client = cast(SocketStream, self.client)
+        up = self.upstream
+        if up is not None and _at_eof(up.stream):
+            self._close_upstream()  # the app closed the idle connection
+            up = None
+        if up is not None and not self._attach_upstream(up):
+            return None
+        done = self._done = asyncio.get_running_loop().create_future()
+        self._handoff = None
+        self._phase = _IDLE
+        self._client_closed = False
+        if not client.attach(self._client_fed, self._client_ended, end_on_pause=False):
+            self._done = None
+            if up is not None and type(up.stream) is SocketStream:
+                up.stream.detach()
+            return None
+        try:
+            self._advance()  # requests already buffered
+            await done
+        finally:
+            if self._done is done:  # cancelled while serving inline
+                self._detach()
+                if self._phase == _QUEUED:
+                    assert self._inline_hooks is not None
+                    self._inline_hooks.cancel_admission(self._on_turn)
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        handoff, self._handoff = self._handoff, None
+        return handoff
+
+    def _attach_upstream(self, up: _Upstream) -> bool:
+        stream = up.stream
+        if type(stream) is not SocketStream:
+            return False
+        return stream.attach(self._upstream_fed, self._upstream_ended, end_on_pause=False)
+
+    def _detach(self) -> None:
+        cast(SocketStream, self.client).detach()
+        up = self.upstream
+        if up is not None and type(up.stream) is SocketStream:
+            up.stream.detach()
+
+    def _stop(self, handoff: object, error: BaseException | None = None) -> None:
+        """End the inline path; the task goes on from ``handoff``."""
+        done = self._done
+        if done is None:
+            return
+        self._done = None
+        self._detach()
+        if self._phase == _QUEUED:
+            hooks = self._inline_hooks
+            assert hooks is not None
+            if hooks.cancel_admission(self._on_turn):
+                assert self._queued is not None
+                handoff = self._queued
+            self._queued = None
+        self._x = None
+        self._handoff = handoff
+        if error is not None and self._error is None:
+            self._error = error
+        if not done.done():
+            done.set_result(None)
+
+    def _client_fed(self, data: bytes) -> bool:
+        self.parser.feed(data)
+        if self._phase == _IDLE:
+            self._advance()
+        elif self.parser.buffered > BUFFER_LIMIT:
+            # Pipelined bytes pile up while a request is served: let the socket push back.
+            self._stop(self._x if self._phase == _WAITING else None)
+        return self._done is not None
+
+    def _client_ended(self, error: BaseException | None) -> None:
+        if error is None and self._phase != _IDLE:
+            # The client closed its side (or the connection broke) with a whole request sent:
+            # that request keeps its place in the lane and goes upstream, as on the task path.
+            self._client_closed = True
+            return
+        self._stop(self._x if self._phase == _WAITING else None, error)
+
+    def _upstream_ended(self, error: BaseException | None) -> None:
+        if self._phase == _WAITING or error is not None:
+            self._stop(self._x if self._phase == _WAITING else None, error)
+            return
+        # The app closed an idle connection: the next request opens a new one.
+        self._close_upstream()
+
+    def _advance(self) -> None:
+        """Parse and start the next buffered request, if one is complete (phase _IDLE)."""
+        hooks = self._inline_hooks
+        assert hooks is not None
+        parser = self.parser
+        while True:
+            try:
+                ev = parser.next_event()
+            except ProtocolError:
+                self._stop(None)  # the task reads the same error from the parser
+                return
+            if isinstance(ev, RequestHead):
+                break
+            if isinstance(ev, Paused):
+                parser.resume()
+                continue
+            if ev is not NEED_DATA:
+                error = ProtocolError(f"unexpected {type(ev).__name__} between requests")
+                self._stop(None, error)
+            return
+        head = ev
+        if head.method == "CONNECT":
+            self._stop(head)
+            return
+        ticket = hooks.admit_now(head)
+        if ticket is None:
+            self._phase = _QUEUED
+            self._queued = head
+            hooks.wait_admission(self._on_turn)
+            return
+        self._start(head, ticket)
+
+    def _on_turn(self) -> None:
+        """The queued request is admitted (called from the lane, in another callback)."""
+        try:
+            head = self._queued
+            assert head is not None and self._inline_hooks is not None
+            self._queued = None
+            self._phase = _IDLE
+            self._start(head, self._inline_hooks.admitted(head))
+        except BaseException as exc:  # raised again in this session's task, not the caller's
+            self._stop(None, exc)
+
+    def _start(self, head: RequestHead, ticket: object) -> None:
+        """Send an admitted request upstream, or hand it to the task."""
+        up = self.upstream
+        try:
+            route = self.hooks.route(head, ticket)
+        except RouteError:
+            up = None  # the task answers it
+        if up is None or up.key != route.key:
+            self._stop((head, ticket))
+            return
+        x = _Exchange(head, ticket, self.hooks.new_sink())
+        x.up = up
+        x.resp_sink = self.hooks.new_sink()
+        raw_head = self.parser.take_raw()
+        up.parser.expect_response_to(head.method)
+        self._phase = _WAITING
+        self._x = x
+        self._forward_first(x, route.head if route.head is not None else raw_head)
+        if not x.request_done or x.request_error or cast(SocketStream, up.stream).paused_writing:
+            self._stop(x)
+
+    def _upstream_fed(self, data: bytes) -> bool:
+        up = self.upstream
+        assert up is not None
+        parser = up.parser
+        parser.feed(data)
+        x = self._x
+        if self._phase != _WAITING or x is None:
+            self._stop(None)  # bytes nobody asked for: the next response read meets them
+            return False
+        x.received = True
+        client = cast(SocketStream, self.client)
+        sink = x.resp_sink
+        assert sink is not None
+        try:
+            while True:
+                ev = parser.next_event()
+                if isinstance(ev, BodyData):
+                    sink.write(ev.data)
+                    continue
+                if isinstance(ev, ResponseHead):
+                    x.rhead = ev
+                    if parser.switched:
+                        self._stop(x)
+                        return False
+                    continue
+                if isinstance(ev, EndOfMessage):
+                    raw = parser.take_raw()
+                    if raw:
+                        client.write(raw)
+                    assert x.rhead is not None
+                    self._finish_inline(x, (x.rhead, ev.trailers))
+                    return self._done is not None
+                if isinstance(ev, Informational):
+                    client.write(parser.take_raw())
+                else:  # need data
+                    raw = parser.take_raw()
+                    if raw:
+                        client.write(raw)
+                    if client.paused_writing:
+                        self._stop(x)
+                    return self._done is not None
+                if client.paused_writing:
+                    self._stop(x)
+                    return False
+        except ProtocolError:
+            self._stop(x)  # the task reads the same error from the parser
+            return False
+
+    def _finish_inline(self, x: _Exchange, response: tuple[ResponseHead, Headers]) -> None:
+        hooks = self._inline_hooks
+        assert hooks is not None
+        done = self._conclude(x, response)
+        self._x = None
+        self._phase = _IDLE
+        hooks.finished_now(x.ticket, done)  # may admit another connection's request
+        if self._done is None:
+            return
+        if not self._goes_on(x, done.response):
+            self._stop(_CLOSE)
+        elif self._client_closed or cast(SocketStream, self.client).paused_writing:
+            self._stop(None)  # the task reads what is left
+        else:
+            self._advance()
 
 
 async def pipe(src: ByteStream, dst: ByteStream) -> None:
@@ -532,13 +871,3 @@ async def pipe_both(a: ByteStream, b: ByteStream) -> None:
     finally:
         a.close()
         b.close()
-
-
-@dataclass(slots=True)
-class _ExchangeState:
-    trailers: Headers = ()
-    request_done: bool = False
-    request_error: bool = False
-    error: str | None = None
-    reply: HttpResponse | None = None  # what wiretape answered itself, if it had to
-    keep: bool = True

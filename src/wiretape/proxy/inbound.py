@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wiretape.model import Body, Headers, HttpRequest
 from wiretape.protocols.http1 import RequestHead, encode_request_head
 from wiretape.proxy.httpconn import BodySink, Finished, HttpSession, Route
@@ -11,6 +13,7 @@ from wiretape.runner.recorder import ActiveTest, Recorder
 
 class InboundHooks:
     takes_connect = False
+    inline = True  # implements ``InlineHooks``
 
     def __init__(self, recorder: Recorder, app_host: str, app_port: int) -> None:
         self.recorder = recorder
@@ -20,6 +23,18 @@ class InboundHooks:
 
     async def admit(self, head: RequestHead) -> object:
         return await self.recorder.begin_test(head.method, head.target, head.headers)
+
+    def admit_now(self, head: RequestHead) -> object | None:
+        return self.recorder.begin_test_now(head.method, head.target, head.headers)
+
+    def wait_admission(self, on_turn: Callable[[], None]) -> None:
+        self.recorder.lane.wait(on_turn)
+
+    def cancel_admission(self, on_turn: Callable[[], None]) -> bool:
+        return self.recorder.lane.cancel(on_turn)
+
+    def admitted(self, head: RequestHead) -> object:
+        return self.recorder.start_test(head.method, head.target, head.headers)
 
     def route(self, head: RequestHead, ticket: object) -> Route:
         assert isinstance(ticket, ActiveTest)
@@ -45,6 +60,10 @@ class InboundHooks:
     async def finished(self, ticket: object, done: Finished) -> None:
         assert isinstance(ticket, ActiveTest)
         await self.recorder.end_test(ticket, done)
+
+    def finished_now(self, ticket: object, done: Finished) -> None:
+        assert isinstance(ticket, ActiveTest)
+        self.recorder.end_test_now(ticket, done)
 
     async def connect(self, head: RequestHead, client: ByteStream, leftover: bytes) -> None:
         raise AssertionError("the inbound proxy forwards CONNECT to the app")

@@ -49,11 +49,12 @@ class SocketProtocol(asyncio.Protocol):
         "_buffered",
         "_chunks",
         "_drain",
+        "_end_on_pause",
         "_eof",
         "_inline",
-        "_inline_done",
         "_inline_error",
         "_loop",
+        "_on_end",
         "_paused_reading",
         "_paused_writing",
         "_waiter",
@@ -71,7 +72,8 @@ class SocketProtocol(asyncio.Protocol):
         self._paused_reading = False
         self._paused_writing = False
         self._inline: Callable[[bytes], bool] | None = None
-        self._inline_done: asyncio.Future[None] | None = None
+        self._on_end: Callable[[BaseException | None], None] | None = None
+        self._end_on_pause = True
         self._inline_error: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -83,8 +85,9 @@ class SocketProtocol(asyncio.Protocol):
             try:
                 if inline(data):
                     return
-            except BaseException as exc:  # raised again by serve_inline, in the reader's task
-                self._inline_error = exc
+            except BaseException as exc:  # handed to on_end: raised again in the owner's task
+                self._end_inline(exc)
+                return
             self._end_inline()
             return
         self._chunks.append(data)
@@ -108,38 +111,78 @@ class SocketProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
-        self._end_inline()
+        if self._end_on_pause:
+            self._end_inline()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
         self._release_drain()
 
-    async def serve_inline(self, feed: Callable[[bytes], bool]) -> bool:
-        """Hand every chunk received to ``feed`` in the event loop's callback, without waking a
-        task per chunk, until ``feed`` returns False (it keeps what it took and wants its task
-        to go on), the peer ends its side, or writing pauses. Returns False at once, having done
-        nothing, when chunks wait unread, the stream has ended or writing is paused: ``read``
-        then. An exception raised by ``feed`` is raised here.
+    @property
+    def paused_writing(self) -> bool:
+        return self._paused_writing
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    def attach(
+        self,
+        feed: Callable[[bytes], bool],
+        on_end: Callable[[BaseException | None], None],
+        *,
+        end_on_pause: bool = True,
+    ) -> bool:
+        """Hand every chunk received to ``feed``, in the event loop's callback, until ``feed``
+        returns False (it keeps what it took), raises, the peer ends its side, or (with
+        ``end_on_pause``) writing pauses. Then ``on_end`` is called once, with the exception
+        ``feed`` raised or None, and chunks wait for ``read`` again. ``detach`` ends it without
+        calling ``on_end``.
+
+        Returns False, having done nothing, when chunks wait unread, the stream has ended,
+        writing is paused or a feed is already attached: ``read`` then.
         """
         if self._chunks or self._eof or self._paused_writing or self._inline is not None:
             return False
-        done = self._inline_done = self._loop.create_future()
         self._inline = feed
+        self._on_end = on_end
+        self._end_on_pause = end_on_pause
+        return True
+
+    def detach(self) -> None:
+        self._inline = None
+        self._on_end = None
+        self._end_on_pause = True
+
+    async def serve_inline(self, feed: Callable[[bytes], bool]) -> bool:
+        """``attach`` ``feed`` and wait until it ends: the task sleeps while chunks are served
+        without waking it. Returns False at once, having done nothing, when ``attach`` cannot
+        (``read`` then). An exception raised by ``feed`` is raised here.
+        """
+        done = self._loop.create_future()
+
+        def on_end(error: BaseException | None) -> None:
+            self._inline_error = error
+            _settle(done)
+
+        if not self.attach(feed, on_end):
+            return False
         try:
             await done
         finally:
             if self._inline is feed:  # cancelled while serving inline
-                self._inline = None
-                self._inline_done = None
+                self.detach()
         error, self._inline_error = self._inline_error, None
         if error is not None:
             raise error
         return True
 
-    def _end_inline(self) -> None:
-        self._inline = None
-        done, self._inline_done = self._inline_done, None
-        _settle(done)
+    def _end_inline(self, error: BaseException | None = None) -> None:
+        on_end = self._on_end
+        if on_end is None:
+            return
+        self.detach()
+        on_end(error)
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -220,6 +263,29 @@ class SocketStream:
     async def serve_inline(self, feed: Callable[[bytes], bool]) -> bool:
         """See ``SocketProtocol.serve_inline``."""
         return await self._protocol.serve_inline(feed)
+
+    def attach(
+        self,
+        feed: Callable[[bytes], bool],
+        on_end: Callable[[BaseException | None], None],
+        *,
+        end_on_pause: bool = True,
+    ) -> bool:
+        """See ``SocketProtocol.attach``."""
+        return self._protocol.attach(feed, on_end, end_on_pause=end_on_pause)
+
+    def detach(self) -> None:
+        self._protocol.detach()
+
+    @property
+    def paused_writing(self) -> bool:
+        """Whether the transport's write buffer is over its limit (``drain`` would wait)."""
+        return self._protocol.paused_writing
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer ended its side and every chunk it sent was read."""
+        return self._protocol.at_eof
 
     def write_eof(self) -> None:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -55,6 +56,64 @@ async def _durable(future: Future[None]) -> None:
         await asyncio.wrap_future(future)
 
 
+class Lane:
+    """The record lane: one owner at a time, handed to waiters in arrival order.
+
+    A waiter is a plain callback, called synchronously by ``release`` with the lane already its
+    own, so a connection served inline in the event loop's callbacks can wait for the lane
+    without a task (``wait``); ``take`` is the same for a task.
+    """
+
+    __slots__ = ("_waiters", "busy")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self._waiters: deque[Callable[[], None]] = deque()
+
+    def try_take(self) -> bool:
+        if self.busy:  # waiters only ever wait while the lane is busy
+            return False
+        self.busy = True
+        return True
+
+    def wait(self, on_taken: Callable[[], None]) -> None:
+        """Call ``on_taken`` once the lane is the caller's (after every earlier waiter)."""
+        self._waiters.append(on_taken)
+
+    def cancel(self, on_taken: Callable[[], None]) -> bool:
+        """Withdraw a waiter; False when it was already called (the lane is its own)."""
+        try:
+            self._waiters.remove(on_taken)
+        except ValueError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft()()  # the lane stays busy: it passes to that waiter
+        else:
+            self.busy = False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_taken() -> None:
+            if future.cancelled():
+                self.release()  # its task gave up: pass the lane on
+            else:
+                future.set_result(None)
+
+        self.wait(on_taken)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if not self.cancel(on_taken) and not future.cancelled():
+                self.release()  # handed over, then cancelled before the task ran
+            raise
+
+
 @dataclass(slots=True)
 class ActiveTest:
     id: str
@@ -83,7 +142,7 @@ class Recorder:
         self.writer = writer
         self.secrets = secrets or Secrets()
         self.concurrent = concurrent
-        self._lane = asyncio.Lock()
+        self.lane = Lane()
         self._next_index = 1
         self._next_mock = 1
         self._active: dict[str, ActiveTest] = {}
@@ -102,7 +161,18 @@ class Recorder:
 
     async def begin_test(self, method: str, target: str, headers: Headers) -> ActiveTest:
         if not self.concurrent:
-            await self._lane.acquire()
+            await self.lane.take()
+        return self.start_test(method, target, headers)
+
+    def begin_test_now(self, method: str, target: str, headers: Headers) -> ActiveTest | None:
+        """``begin_test`` without waiting: None when the lane is busy (then ``lane.wait``, and
+        ``start_test`` once the lane is taken)."""
+        if not self.concurrent and not self.lane.try_take():
+            return None
+        return self.start_test(method, target, headers)
+
+    def start_test(self, method: str, target: str, headers: Headers) -> ActiveTest:
+        """A test begins; in lane mode the caller holds the lane."""
         index = self._next_index
         self._next_index += 1
         test_id = test_id_for(index, method, self.secrets.redact_target(target))
@@ -120,27 +190,56 @@ class Recorder:
 
     async def end_test(self, active: ActiveTest, done: Finished) -> None:
         try:
-            self._active.pop(active.id, None)
-            if active.trace_id is not None:
-                self._by_trace.pop(active.trace_id, None)
-            test = TestCase(
-                id=active.id,
-                request=self.secrets.redact_request(done.request),
-                response=self.secrets.redact_response(done.response),
-                error=done.error,
-                started=done.started,
-                duration=done.duration,
-                upgraded=done.upgraded,
-            )
-            future = self.writer.add_test(test, active.mocks)
-            self.tests += 1
-            if done.error is not None:
-                self.errors += 1
+            await _durable(self._write_test(active, done))
+            self._changed()
+        finally:
+            if not self.concurrent:
+                self.lane.release()
+
+    def end_test_now(self, active: ActiveTest, done: Finished) -> None:
+        """``end_test`` without a task: the lane passes on only once the test is durable."""
+        try:
+            future = self._write_test(active, done)
+            if not future.done():
+                # Not expected (journal appends complete at once), but never let the next
+                # test start before this one is durable.
+                asyncio.get_running_loop().create_task(self._end_later(future))
+                return
+            future.result()
+            self._changed()
+        except BaseException:
+            if not self.concurrent:
+                self.lane.release()
+            raise
+        if not self.concurrent:
+            self.lane.release()
+
+    async def _end_later(self, future: Future[None]) -> None:
+        try:
             await _durable(future)
             self._changed()
         finally:
             if not self.concurrent:
-                self._lane.release()
+                self.lane.release()
+
+    def _write_test(self, active: ActiveTest, done: Finished) -> Future[None]:
+        self._active.pop(active.id, None)
+        if active.trace_id is not None:
+            self._by_trace.pop(active.trace_id, None)
+        test = TestCase(
+            id=active.id,
+            request=self.secrets.redact_request(done.request),
+            response=self.secrets.redact_response(done.response),
+            error=done.error,
+            started=done.started,
+            duration=done.duration,
+            upgraded=done.upgraded,
+        )
+        future = self.writer.add_test(test, active.mocks)
+        self.tests += 1
+        if done.error is not None:
+            self.errors += 1
+        return future
 
     def attribute(self, headers: Headers) -> Attribution:
         trace = trace_id_of(headers)

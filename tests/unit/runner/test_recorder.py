@@ -9,7 +9,7 @@ import pytest
 
 from wiretape.model import HttpRequest, HttpResponse, LinkKind, SetInfo
 from wiretape.proxy.httpconn import Finished
-from wiretape.runner.recorder import Recorder, trace_id_of
+from wiretape.runner.recorder import Lane, Recorder, trace_id_of
 from wiretape.store.reader import load_set
 from wiretape.store.writer import SetWriter
 
@@ -72,6 +72,76 @@ def test_lane_admits_one_request_at_a_time(tmp_path: Path) -> None:
         assert nxt.id.startswith("0002-")
         await rec.end_test(nxt, finished("/two"))
         w.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_lane_passes_to_callback_and_task_waiters_in_arrival_order() -> None:
+    async def scenario() -> None:
+        lane = Lane()
+        order: list[str] = []
+        assert lane.try_take()
+        assert not lane.try_take()
+        lane.wait(lambda: order.append("first callback"))
+        task = asyncio.create_task(lane.take())
+        await asyncio.sleep(0)
+        lane.wait(lambda: order.append("last callback"))
+
+        lane.release()  # to the first callback, at once, inside release
+        assert order == ["first callback"] and lane.busy
+        lane.release()  # to the task
+        await asyncio.wait_for(task, 5)
+        assert order == ["first callback"] and lane.busy
+        lane.release()
+        assert order == ["first callback", "last callback"] and lane.busy
+        lane.release()
+        assert not lane.busy and lane.try_take()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_that_leaves_never_keeps_the_lane() -> None:
+    async def scenario() -> None:
+        lane = Lane()
+        assert lane.try_take()
+        called: list[str] = []
+
+        def withdrawn() -> None:
+            called.append("withdrawn")
+
+        lane.wait(withdrawn)
+        assert lane.cancel(withdrawn) and not lane.cancel(withdrawn)
+        # A task cancelled while waiting, and one cancelled after the lane was handed to it.
+        waiting = asyncio.create_task(lane.take())
+        handed = asyncio.create_task(lane.take())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        lane.release()  # to ``handed``, which is cancelled before it runs
+        handed.cancel()
+        await asyncio.gather(handed, return_exceptions=True)
+        assert called == []
+        assert not lane.busy, "a cancelled waiter kept the lane"
+        assert lane.try_take()
+
+    asyncio.run(scenario())
+
+
+def test_begin_test_now_takes_a_free_lane_and_end_test_now_passes_it_on(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = writer(tmp_path)
+        rec = Recorder(w)
+        first = rec.begin_test_now("GET", "/one", ())
+        assert first is not None
+        assert rec.begin_test_now("GET", "/two", ()) is None
+        started: list[str] = []
+        rec.lane.wait(lambda: started.append(rec.start_test("GET", "/two", ()).id))
+        rec.end_test_now(first, finished("/one"))
+        assert started and started[0].startswith("0002-"), started
+        assert rec.tests == 1
+        w.close()
+        loaded = load_set(tmp_path / "s")
+        assert [t.request.target for t in loaded.tests] == ["/one"]
 
     asyncio.run(scenario())
 
