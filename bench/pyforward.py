@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import cast
 
 
 class _Side(asyncio.Protocol):
@@ -25,8 +26,7 @@ class _Side(asyncio.Protocol):
         self.pending: list[bytes] = []  # received before the peer connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -75,10 +75,10 @@ class _Client(_Side):
                 self.transport.close()
             return
         up.peer, self.peer = self, up
-        assert up.transport is not None
-        for data in self.pending:
-            up.transport.write(data)
-        self.pending.clear()
+        for side in (self, up):
+            for data in side.pending:
+                side.data_received(data)
+            side.pending.clear()
 
 
 async def serve(listen: int, app_port: int) -> None:
