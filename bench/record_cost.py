@@ -1,6 +1,7 @@
 """CPU cost per PostgreSQL and Redis exchange, in-process and without sockets: recorded by the
-record proxy, answered by the mock server; and the secret redaction every recorded HTTP exchange
-goes through.
+record proxy, answered by the mock server; the secret redaction every recorded HTTP exchange
+goes through; and the inbound proxy's own steps for one exchange of the nginx benchmark (parsing
+the request and the response, recording the test).
 
     .venv/bin/python bench/record_cost.py [--exchanges N] [--rounds R]
 
@@ -40,6 +41,7 @@ from wiretape.model import (
     SetInfo,
     WireResponse,
 )
+from wiretape.protocols.http1 import Http1Parser, Kind, RequestHead, ResponseHead
 from wiretape.protocols.postgres.codec import encode
 from wiretape.protocols.postgres.exchange import message_doc, request_for, startup_request
 from wiretape.protocols.postgres.messages import (
@@ -62,6 +64,7 @@ from wiretape.protocols.postgres.messages import (
     TransactionStatus,
 )
 from wiretape.proxy import redis as redis_proxy
+from wiretape.proxy.httpconn import Finished
 from wiretape.proxy.postgres import PgMockServer, PgRecordHooks, _RecordConnection
 from wiretape.proxy.tls import client_context
 from wiretape.runner.recorder import Recorder
@@ -254,6 +257,81 @@ def http_redaction(n: int) -> tuple[float, float]:
     return timed(run, n)
 
 
+# One exchange as nginx answers the inbound benchmark's GET /data.json.
+NGINX_REQUEST = b"GET /data.json HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+NGINX_BODY = b'{"items":[1,2,3],"name":"bench","ok":true}\n' * 2
+NGINX_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 18:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Last-Modified: Sat, 21 Nov 2026 07:00:00 GMT\r\nConnection: keep-alive\r\n"
+    b'ETag: "6550-5a"\r\nAccept-Ranges: bytes\r\n\r\n' % len(NGINX_BODY)
+) + NGINX_BODY
+
+
+def http_request_parse(n: int) -> tuple[float, float]:
+    parser = Http1Parser(Kind.REQUEST)
+
+    def run() -> None:
+        for _ in range(n):
+            parser.feed(NGINX_REQUEST)
+            assert isinstance(parser.next_event(), RequestHead)
+            parser.next_event()  # EndOfMessage
+            parser.take_raw()
+
+    return timed(run, n)
+
+
+def http_response_parse(n: int) -> tuple[float, float]:
+    parser = Http1Parser(Kind.RESPONSE)
+
+    def run() -> None:
+        for _ in range(n):
+            parser.expect_response_to("GET")
+            parser.feed(NGINX_RESPONSE)
+            assert isinstance(parser.next_event(), ResponseHead)
+            parser.next_event()  # BodyData
+            parser.next_event()  # EndOfMessage
+            parser.take_raw()
+
+    return timed(run, n)
+
+
+def http_test_recorded(n: int) -> tuple[float, float]:
+    """What the inbound proxy does to record one finished exchange, in lane mode: ``begin_test_now``
+    and ``end_test_now`` (the test's id, redaction, ``TestCase``, the journal record and its
+    append), with the two body sinks and the model objects the proxy builds."""
+    req_parser = Http1Parser(Kind.REQUEST)
+    req_parser.feed(NGINX_REQUEST)
+    head = req_parser.next_event()
+    resp_parser = Http1Parser(Kind.RESPONSE)
+    resp_parser.expect_response_to("GET")
+    resp_parser.feed(NGINX_RESPONSE)
+    rhead = resp_parser.next_event()
+    assert isinstance(head, RequestHead) and isinstance(rhead, ResponseHead)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SetWriter(Path(tmp), SetInfo(name="s", created=0.0, app_command="bench"))
+        recorder = Recorder(writer)
+
+        def run() -> None:
+            for _ in range(n):
+                active = recorder.begin_test_now(head.method, head.target, head.headers)
+                assert active is not None
+                req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
+                resp_sink.write(NGINX_BODY)
+                request = HttpRequest(head.method, head.target, head.headers, req_sink.finish())
+                response = HttpResponse(200, "OK", rhead.headers, resp_sink.finish())
+                done = Finished(request, response, None, time.time(), 0.001)
+                recorder.end_test_now(active, done)
+
+        async def measure() -> tuple[float, float]:
+            return timed(run, n)
+
+        try:
+            return asyncio.run(measure())
+        finally:
+            writer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--exchanges", type=int, default=5000)
@@ -266,6 +344,9 @@ def main() -> None:
         ("Redis SET recorded (redis-benchmark shape)", lambda: redis_record(n)),
         ("Redis SET answered by the mock server", lambda: redis_replay(n)),
         ("HTTP exchange redacted (request + JSON response)", lambda: http_redaction(n * 4)),
+        ("HTTP request head parsed (nginx benchmark shape)", lambda: http_request_parse(n * 4)),
+        ("HTTP response parsed (nginx benchmark shape)", lambda: http_response_parse(n * 4)),
+        ("HTTP test recorded, lane (nginx benchmark shape)", lambda: http_test_recorded(n)),
     ]
     for label, measure in rows:
         results = [measure() for _ in range(args.rounds)]
