@@ -188,10 +188,6 @@ def _at_eof(stream: ByteStream) -> bool:
     return type(stream) is SocketStream and stream.at_eof
 
 
-class _ClientGone(Exception):
-    pass
-
-
 Connector = Callable[[Route, float], Awaitable[ByteStream]]
 
 
@@ -292,35 +288,62 @@ class HttpSession:
         self._client_closed = False  # while serving inline
         self._queued: RequestHead | None = None
         self._x: _Exchange | None = None
+        self._open: _Exchange | None = None  # admitted, not finished yet
+
+    async def _abandon(self, error: BaseException) -> None:
+        """Finish an exchange that the session cannot carry on, as failed, so that the record
+        lane passes on. CONNECT tunnels are the hooks' own and are not tracked."""
+        x, self._open = self._open, None
+        if x is None:
+            return
+        for sink in (x.req_sink, x.resp_sink):
+            if sink is not None:
+                sink.abort()
+        reason = f"{type(error).__name__}: {error}"
+        await self.hooks.finished(
+            x.ticket,
+            Finished(
+                request=self.hooks.request_of(x.head, b"", x.trailers),
+                response=None,
+                error=f"wiretape could not finish this exchange: {reason}",
+                started=x.started_wall,
+                duration=time.perf_counter() - x.started,
+            ),
+        )
 
     async def run(self) -> None:
         try:
-            while True:
-                handoff = await self._serve_inline() if self._inline_hooks else None
-                if handoff is _CLOSE:
-                    return
-                if isinstance(handoff, _Exchange):
-                    keep = await self._respond(handoff)
-                elif isinstance(handoff, RequestHead):
-                    keep = await self._exchange(handoff, _NO_TICKET)
-                elif isinstance(handoff, tuple):
-                    keep = await self._exchange(*handoff)
-                else:
-                    head = await self._next_head()
-                    if head is None:
-                        return
-                    keep = await self._exchange(head, _NO_TICKET)
-                if not keep:
-                    return
+            await self._serve()
         except ProtocolError as exc:
+            await self._abandon(exc)
             log.warning("malformed request from %s: %s", self.client.peer, exc)
             self.client.write(error_response(400, f"malformed HTTP request: {exc}"))
             await self.client.drain()
-        except _ClientGone:
-            pass
+        except Exception as exc:
+            await self._abandon(exc)
+            raise
         finally:
             self._close_upstream()
             self.client.close()
+
+    async def _serve(self) -> None:
+        while True:
+            handoff = await self._serve_inline() if self._inline_hooks else None
+            if handoff is _CLOSE:
+                return
+            if isinstance(handoff, _Exchange):
+                keep = await self._respond(handoff)
+            elif isinstance(handoff, RequestHead):
+                keep = await self._exchange(handoff, _NO_TICKET)
+            elif isinstance(handoff, tuple):
+                keep = await self._exchange(*handoff)
+            else:
+                head = await self._next_head()
+                if head is None:
+                    return
+                keep = await self._exchange(head, _NO_TICKET)
+            if not keep:
+                return
 
     async def _read_client(self) -> bool:
         data = await self.client.read()
@@ -369,10 +392,12 @@ class HttpSession:
     async def _exchange(self, head: RequestHead, ticket: object) -> bool:
         """Forward one request and its response. Returns whether the connection goes on."""
         raw_head = self.parser.take_raw()
+        sink = self.hooks.new_sink()
         if ticket is _NO_TICKET:
             ticket = await self.hooks.admit(head)
-        x = _Exchange(head, ticket, self.hooks.new_sink())
+        x = self._open = _Exchange(head, ticket, sink)
         if head.method == "CONNECT" and self.hooks.takes_connect:
+            self._open = None  # the tunnel is the hooks' own
             await self._drain_request(x)
             await self.hooks.connect(head, self.client, self.parser.take_trailing())
             return False
@@ -397,6 +422,7 @@ class HttpSession:
         x.reply = error_reply(status, message)
         x.error = message
         self.client.write(encode_response(x.reply))
+        self._open = None
         await self.hooks.finished(x.ticket, self._conclude(x, None))
 
     def _forward_first(self, x: _Exchange, head: bytes) -> None:
@@ -430,6 +456,7 @@ class HttpSession:
             if x.error is not None and x.request_error:
                 self._close_upstream()
             done = self._conclude(x, response)
+            self._open = None
             await self.hooks.finished(x.ticket, done)
         finally:
             if x.resp_sink is not None:
@@ -770,6 +797,8 @@ class HttpSession:
 
     def _start(self, head: RequestHead, ticket: object) -> None:
         """Send an admitted request upstream, or hand it to the task."""
+        # Tracked from here: should anything fail, the task finishes it (``_abandon``).
+        x = self._open = _Exchange(head, ticket, self.hooks.new_sink())
         up = self.upstream
         try:
             route = self.hooks.route(head, ticket)
@@ -778,7 +807,6 @@ class HttpSession:
         if up is None or up.key != route.key:
             self._stop((head, ticket))
             return
-        x = _Exchange(head, ticket, self.hooks.new_sink())
         x.up = up
         x.resp_sink = self.hooks.new_sink()
         raw_head = self.parser.take_raw()
@@ -841,7 +869,7 @@ class HttpSession:
         hooks = self._inline_hooks
         assert hooks is not None
         done = self._conclude(x, response)
-        self._x = None
+        self._x = self._open = None
         self._phase = _IDLE
         hooks.finished_now(x.ticket, done)  # may admit another connection's request
         if self._done is None:

@@ -1,0 +1,179 @@
+"""The record proxy's HTTP session over real loopback sockets, in one event loop: the inline
+path serves a warm connection's exchanges, and an exchange the session cannot finish is
+recorded as failed and never keeps the record lane.
+
+The app is a small HTTP/1.1 server written for these tests (asyncio streams): it answers every
+request with its own target as the body, after ``?ms=N`` milliseconds when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from wiretape.model import SetInfo
+from wiretape.protocols.http1 import RequestHead
+from wiretape.proxy.httpconn import Finished, HttpSession, Route
+from wiretape.proxy.inbound import InboundHooks
+from wiretape.proxy.server import Listener
+from wiretape.proxy.streams import ByteStream
+from wiretape.runner.recorder import Recorder
+from wiretape.store.reader import load_set
+from wiretape.store.writer import SetWriter
+
+TIMEOUT = 5.0
+
+
+async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            target = head.split(b" ", 2)[1].decode()
+            ms = parse_qs(urlsplit(target).query).get("ms")
+            if ms:
+                await asyncio.sleep(int(ms[0]) / 1000)
+            body = target.encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+class Hooks(InboundHooks):
+    """The inbound hooks, counting inline finishes, and failing on ``/boom``."""
+
+    def __init__(self, recorder: Recorder, port: int) -> None:
+        super().__init__(recorder, "127.0.0.1", port)
+        self.inline_finished = 0
+
+    def route(self, head: RequestHead, ticket: object) -> Route:
+        if head.target.startswith("/boom"):
+            raise RuntimeError("the route table is broken")
+        return super().route(head, ticket)
+
+    def finished_now(self, ticket: object, done: Finished) -> None:
+        self.inline_finished += 1
+        super().finished_now(ticket, done)
+
+
+@asynccontextmanager
+async def proxy(tmp_path: Path) -> AsyncIterator[tuple[int, Hooks, SetWriter]]:
+    upstream = await asyncio.start_server(app, "127.0.0.1", 0)
+    writer = SetWriter(tmp_path, SetInfo(name="s", created=0.0, app_command="app"))
+    hooks = Hooks(Recorder(writer), upstream.sockets[0].getsockname()[1])
+
+    async def serve(client: ByteStream) -> None:
+        await HttpSession(client, hooks).run()
+
+    listener = Listener("inbound", serve)
+    await listener.start()
+    try:
+        yield listener.port, hooks, writer
+    finally:
+        await listener.stop(grace=0.5)
+        upstream.close()
+        await upstream.wait_closed()
+        writer.close()
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Client:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    def send(self, target: str) -> None:
+        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: app\r\n\r\n".encode())
+
+    async def body(self) -> bytes:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        return await asyncio.wait_for(self.reader.readexactly(length), TIMEOUT)
+
+    async def get(self, target: str) -> bytes:
+        self.send(target)
+        return await self.body()
+
+    async def closed(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(), TIMEOUT) == b""
+
+    def close(self) -> None:
+        self.writer.close()
+        self.reader.feed_eof()
+
+
+def run(coro: object) -> None:
+    asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+def test_a_warm_connection_is_served_inline_through_the_lane(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with proxy(tmp_path) as (port, hooks, _):
+            clients = [await Client.open(port) for _ in range(4)]
+            for n, client in enumerate(clients):  # the first exchange opens the app connection
+                assert await client.get(f"/warm/{n}") == f"/warm/{n}".encode()
+            assert hooks.inline_finished == 0
+            for i in range(10):
+                for n, client in enumerate(clients):  # four at once, queued on the lane
+                    client.send(f"/r/{n}/{i}?ms=1")
+                for n, client in enumerate(clients):
+                    assert await client.body() == f"/r/{n}/{i}?ms=1".encode()
+            for client in clients:
+                client.close()
+            assert hooks.inline_finished == 40, "warm exchanges were not served inline"
+
+        tests = load_set(tmp_path / "s").tests
+        assert len(tests) == 44
+        for test in tests:  # each recorded response is its own request's
+            assert test.response is not None and test.response.body == test.request.target.encode()
+
+    run(test())
+
+
+@pytest.mark.parametrize("when", ["cold", "warm", "queued"])
+def test_an_exchange_the_session_cannot_finish_is_recorded_failed_and_frees_the_lane(
+    tmp_path: Path, when: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="wiretape.proxy")  # the expected traceback
+
+    async def test() -> None:
+        async with proxy(tmp_path) as (port, _, _):
+            broken = await Client.open(port)
+            if when != "cold":
+                assert await broken.get("/warm") == b"/warm"
+            if when == "queued":  # the broken request waits for the lane, then fails
+                slow = await Client.open(port)
+                assert await slow.get("/warm") == b"/warm"
+                slow.send("/slow?ms=200")
+                await asyncio.sleep(0.05)
+            broken.send("/boom")
+            assert await broken.closed()
+            broken.close()
+            if when == "queued":
+                assert await slow.body() == b"/slow?ms=200"
+                slow.close()
+            after = await Client.open(port)  # the lane is free again
+            assert await after.get("/after") == b"/after"
+            after.close()
+
+        tests = load_set(tmp_path / "s").tests
+        failed = [t for t in tests if t.request.target == "/boom"]
+        assert len(failed) == 1
+        assert failed[0].response is None
+        assert failed[0].error is not None
+        assert "wiretape could not finish this exchange" in failed[0].error
+        assert "the route table is broken" in failed[0].error
+        assert tests[-1].request.target == "/after" and tests[-1].error is None
+
+    run(test())
