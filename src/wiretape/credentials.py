@@ -156,6 +156,7 @@ class KeyRule:
     def __init__(self, names: Iterable[str] = DEFAULT_KEYS) -> None:
         self.names = tuple(dict.fromkeys(names))
         self._patterns = [words for words in map(split_words, self.names) if words]
+        self._word_sets = [frozenset(words) for words in self._patterns]
         self._cache: dict[str, bool] = {}
 
     def may_occur(self, text: str) -> bool:
@@ -169,7 +170,7 @@ class KeyRule:
 
     def complete(self, seen: set[str]) -> bool:
         """Whether ``seen`` holds every word of some name."""
-        return any(all(word in seen for word in words) for words in self._patterns)
+        return bool(seen) and any(words <= seen for words in self._word_sets)
 
     def matches(self, key: str) -> bool:
         found = self._cache.get(key)

@@ -163,6 +163,10 @@ class Secrets:
     # --- headers ---------------------------------------------------------------------------
 
     def redact_headers(self, headers: Headers, assign: Assign | None = None) -> Headers:
+        if not any(name.lower() in self.headers for name, _ in headers) and not may_hold_format(
+            "\n".join(value for _, value in headers)  # no marker holds a line break
+        ):
+            return headers  # the usual case, in one pass
         assign = assign or self.placeholder
         out: list[tuple[str, str]] | None = None
         for i, (name, value) in enumerate(headers):
