@@ -80,6 +80,15 @@ class Route:
     tls: object | None = None  # ssl.SSLContext for https upstreams
     server_hostname: str | None = None
     head: bytes | None = None  # rewritten request head; None forwards the raw head
+    extra: bytes = b""  # field lines (each ending in CRLF) added to the end of the raw head
+
+    def head_for(self, raw_head: bytes) -> bytes:
+        """The request head to send upstream, given the one the client sent."""
+        if self.head is not None:
+            return self.head
+        if self.extra:
+            return raw_head[:-2] + self.extra + b"\r\n"  # before the blank line
+        return raw_head
 
 
 class RouteError(Exception):
@@ -413,7 +422,7 @@ class HttpSession:
             return False
         x.up = up
         up.parser.expect_response_to(head.method)
-        self._forward_first(x, route.head if route.head is not None else raw_head)
+        self._forward_first(x, route.head_for(raw_head))
         return await self._respond(x)
 
     async def _refuse(self, x: _Exchange, status: int, message: str) -> None:
@@ -813,7 +822,7 @@ class HttpSession:
         up.parser.expect_response_to(head.method)
         self._phase = _WAITING
         self._x = x
-        self._forward_first(x, route.head if route.head is not None else raw_head)
+        self._forward_first(x, route.head_for(raw_head))
         if not x.request_done or x.request_error or cast(SocketStream, up.stream).paused_writing:
             self._stop(x)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wiretape.model import Body, Headers, HttpRequest
-from wiretape.protocols.http1 import RequestHead, encode_request_head
+from wiretape.protocols.http1 import RequestHead
 from wiretape.proxy.httpconn import BodySink, Finished, HttpSession, Route
 from wiretape.proxy.streams import ByteStream
 from wiretape.runner.recorder import ActiveTest, Recorder
@@ -20,6 +20,7 @@ class InboundHooks:
         self.key = ("app", app_host, app_port)
         self.app_host = app_host
         self.app_port = app_port
+        self._route = Route(self.key, app_host, app_port)
 
     async def admit(self, head: RequestHead) -> object:
         return await self.recorder.begin_test(head.method, head.target, head.headers)
@@ -38,11 +39,10 @@ class InboundHooks:
 
     def route(self, head: RequestHead, ticket: object) -> Route:
         assert isinstance(ticket, ActiveTest)
-        rewritten = None
-        if ticket.injected_traceparent is not None:
-            headers = (*head.headers, ("traceparent", ticket.injected_traceparent))
-            rewritten = encode_request_head(head.method, head.target, headers, head.version)
-        return Route(self.key, self.app_host, self.app_port, head=rewritten)
+        if ticket.injected_traceparent is None:
+            return self._route
+        extra = b"traceparent: " + ticket.injected_traceparent.encode("ascii") + b"\r\n"
+        return Route(self.key, self.app_host, self.app_port, extra=extra)
 
     def request_of(self, head: RequestHead, body: Body, trailers: Headers) -> HttpRequest:
         return HttpRequest(

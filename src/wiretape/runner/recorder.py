@@ -180,8 +180,9 @@ class Recorder:
         injected = None
         if trace is None and self.concurrent:
             # Apps that propagate trace context will carry this one to their outgoing calls.
-            trace = os.urandom(16).hex()
-            injected = f"00-{trace}-{os.urandom(8).hex()}-01"
+            ids = os.urandom(24).hex()  # a trace id and a parent id
+            trace = ids[:32]
+            injected = f"00-{trace}-{ids[32:]}-01"
         active = ActiveTest(test_id, trace, time.time(), injected)
         self._active[test_id] = active
         if trace is not None:

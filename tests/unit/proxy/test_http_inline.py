@@ -3,13 +3,15 @@ path serves a warm connection's exchanges, and an exchange the session cannot fi
 recorded as failed and never keeps the record lane.
 
 The app is a small HTTP/1.1 server written for these tests (asyncio streams): it answers every
-request with its own target as the body, after ``?ms=N`` milliseconds when asked.
+request with its own target as the body, after ``?ms=N`` milliseconds when asked, or with the
+exact head and body it received for ``/echo``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,10 +37,12 @@ async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Non
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             target = head.split(b" ", 2)[1].decode()
+            length = head.lower().partition(b"\r\ncontent-length: ")[2].partition(b"\r\n")[0]
+            received = await reader.readexactly(int(length)) if length else b""
             ms = parse_qs(urlsplit(target).query).get("ms")
             if ms:
                 await asyncio.sleep(int(ms[0]) / 1000)
-            body = target.encode()
+            body = head + received if target == "/echo" else target.encode()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -65,10 +69,13 @@ class Hooks(InboundHooks):
 
 
 @asynccontextmanager
-async def proxy(tmp_path: Path) -> AsyncIterator[tuple[int, Hooks, SetWriter]]:
+async def proxy(
+    tmp_path: Path, *, concurrent: bool = False
+) -> AsyncIterator[tuple[int, Hooks, SetWriter]]:
     upstream = await asyncio.start_server(app, "127.0.0.1", 0)
     writer = SetWriter(tmp_path, SetInfo(name="s", created=0.0, app_command="app"))
-    hooks = Hooks(Recorder(writer), upstream.sockets[0].getsockname()[1])
+    recorder = Recorder(writer, concurrent=concurrent)
+    hooks = Hooks(recorder, upstream.sockets[0].getsockname()[1])
 
     async def serve(client: ByteStream) -> None:
         await HttpSession(client, hooks).run()
@@ -175,5 +182,29 @@ def test_an_exchange_the_session_cannot_finish_is_recorded_failed_and_frees_the_
         assert "wiretape could not finish this exchange" in failed[0].error
         assert "the route table is broken" in failed[0].error
         assert tests[-1].request.target == "/after" and tests[-1].error is None
+
+    run(test())
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_concurrent_mode_adds_a_traceparent_line_to_the_exact_head(
+    tmp_path: Path, warm: bool
+) -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: app\r\nX-Order: 1\r\nContent-Length: 5\r\n\r\n"
+
+    async def test() -> None:
+        async with proxy(tmp_path, concurrent=True) as (port, _, _):
+            client = await Client.open(port)
+            if warm:
+                assert await client.get("/warm") == b"/warm"
+            client.writer.write(head + b"hello")
+            echoed = await client.body()
+            client.close()
+        lines = echoed.split(b"\r\n")
+        # The client's head, byte for byte, then one traceparent line, then the body.
+        assert echoed.startswith(head[:-2])
+        assert re.fullmatch(rb"traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-01", lines[4]), lines
+        assert echoed.endswith(b"\r\n\r\nhello")
+        assert len(echoed) == len(head) + len(lines[4]) + 2 + 5
 
     run(test())
