@@ -33,6 +33,7 @@ from wiretape.protocols.http1 import (
     Http1Parser,
     Informational,
     Kind,
+    NeedData,
     Paused,
     RequestHead,
     ResponseHead,
@@ -296,7 +297,6 @@ class HttpSession:
         self._phase = _IDLE
         self._client_closed = False  # while serving inline
         self._queued: RequestHead | None = None
-        self._x: _Exchange | None = None
         self._open: _Exchange | None = None  # admitted, not finished yet
 
     async def _abandon(self, error: BaseException) -> None:
@@ -579,46 +579,54 @@ class HttpSession:
                 elif not await self._read_client():
                     return
 
-    async def _pump_response(self, x: _Exchange) -> tuple[ResponseHead, Headers] | None:
-        up = x.up
-        sink = x.resp_sink
+    def _pass_response(self, x: _Exchange) -> EndOfMessage | Informational | NeedData | None:
+        """Take the response events parsed so far: the body into the sink, the bytes on to the
+        client. Stops at the end (EndOfMessage), after a 1xx (Informational), when it needs more
+        bytes (NEED_DATA), or when the response switched protocols (None)."""
+        up, sink = x.up, x.resp_sink
         assert up is not None and sink is not None
         parser = up.parser
+        while True:
+            ev = parser.next_event()
+            if isinstance(ev, BodyData):
+                sink.write(ev.data)
+                continue
+            if isinstance(ev, ResponseHead):
+                x.rhead = ev
+                if not parser.switched:
+                    continue
+            raw = parser.take_raw()
+            if raw:
+                self.client.write(raw)
+            if isinstance(ev, ResponseHead):
+                return None
+            assert isinstance(ev, (EndOfMessage, Informational, NeedData)), ev  # a response's
+            return ev
+
+    async def _pump_response(self, x: _Exchange) -> tuple[ResponseHead, Headers] | None:
+        up = x.up
+        assert up is not None
+        parser = up.parser
         client = self.client
-        rhead = x.rhead
         eof = False
         try:
-            if rhead is not None and parser.switched:  # handed over by the inline path
-                client.write(parser.take_raw())
-                return rhead, ()
+            if x.rhead is not None and parser.switched:  # the inline path forwarded the 101
+                return x.rhead, ()
             while True:
-                ev = parser.next_event()
-                if isinstance(ev, BodyData):
-                    sink.write(ev.data)
-                    continue
-                if isinstance(ev, ResponseHead):
-                    rhead = x.rhead = ev
-                    if parser.switched:
-                        client.write(parser.take_raw())
-                        return rhead, ()
-                    continue
+                ev = self._pass_response(x)
+                if ev is None:  # switched protocols
+                    assert x.rhead is not None
+                    return x.rhead, ()
                 if isinstance(ev, EndOfMessage):
-                    raw = parser.take_raw()
-                    if raw:
-                        client.write(raw)
                     await client.drain()
-                    assert rhead is not None
-                    return rhead, ev.trailers
+                    assert x.rhead is not None
+                    return x.rhead, ev.trailers
                 if isinstance(ev, Informational):
-                    client.write(parser.take_raw())
                     await client.drain()
                     continue
-                # Need data: forward what was parsed so far, then read on.
+                # Need data: what was parsed so far went on; read on.
                 if eof:
                     raise ProtocolError("the connection closed before a response")
-                raw = parser.take_raw()
-                if raw:
-                    client.write(raw)
                 await client.drain()
                 if x.request_error:
                     return None
@@ -638,7 +646,7 @@ class HttpSession:
             if x.request_error:
                 return None
             self._close_upstream()
-            if rhead is None:
+            if x.rhead is None:
                 if not x.received:
                     msg = "the upstream closed the connection without answering"
                 else:
@@ -730,12 +738,15 @@ class HttpSession:
                 assert self._queued is not None
                 handoff = self._queued
             self._queued = None
-        self._x = None
         self._handoff = handoff
         if error is not None and self._error is None:
             self._error = error
         if not done.done():
             done.set_result(None)
+
+    def _stop_here(self, error: BaseException | None = None) -> None:
+        """``_stop``, the task going on from the phase reached."""
+        self._stop(self._open if self._phase == _WAITING else None, error)
 
     def _client_fed(self, data: bytes) -> bool:
         self.parser.feed(data)
@@ -743,7 +754,7 @@ class HttpSession:
             self._advance()
         elif self.parser.buffered > BUFFER_LIMIT:
             # Pipelined bytes pile up while a request is served: let the socket push back.
-            self._stop(self._x if self._phase == _WAITING else None)
+            self._stop_here()
         return self._done is not None
 
     def _client_ended(self, error: BaseException | None) -> None:
@@ -752,11 +763,11 @@ class HttpSession:
             # that request keeps its place in the lane and goes upstream, as on the task path.
             self._client_closed = True
             return
-        self._stop(self._x if self._phase == _WAITING else None, error)
+        self._stop_here(error)
 
     def _upstream_ended(self, error: BaseException | None) -> None:
         if self._phase == _WAITING or error is not None:
-            self._stop(self._x if self._phase == _WAITING else None, error)
+            self._stop_here(error)
             return
         # The app closed an idle connection: the next request opens a new one.
         self._close_upstream()
@@ -821,7 +832,6 @@ class HttpSession:
         raw_head = self.parser.take_raw()
         up.parser.expect_response_to(head.method)
         self._phase = _WAITING
-        self._x = x
         self._forward_first(x, route.head_for(raw_head))
         if not x.request_done or x.request_error or cast(SocketStream, up.stream).paused_writing:
             self._stop(x)
@@ -829,56 +839,38 @@ class HttpSession:
     def _upstream_fed(self, data: bytes) -> bool:
         up = self.upstream
         assert up is not None
-        parser = up.parser
-        parser.feed(data)
-        x = self._x
-        if self._phase != _WAITING or x is None:
+        up.parser.feed(data)
+        x = self._open if self._phase == _WAITING else None
+        if x is None:
             self._stop(None)  # bytes nobody asked for: the next response read meets them
             return False
         x.received = True
         client = cast(SocketStream, self.client)
-        sink = x.resp_sink
-        assert sink is not None
-        try:
-            while True:
-                ev = parser.next_event()
-                if isinstance(ev, BodyData):
-                    sink.write(ev.data)
-                    continue
-                if isinstance(ev, ResponseHead):
-                    x.rhead = ev
-                    if parser.switched:
-                        self._stop(x)
-                        return False
-                    continue
-                if isinstance(ev, EndOfMessage):
-                    raw = parser.take_raw()
-                    if raw:
-                        client.write(raw)
-                    assert x.rhead is not None
-                    self._finish_inline(x, (x.rhead, ev.trailers))
-                    return self._done is not None
-                if isinstance(ev, Informational):
-                    client.write(parser.take_raw())
-                else:  # need data
-                    raw = parser.take_raw()
-                    if raw:
-                        client.write(raw)
-                    if client.paused_writing:
-                        self._stop(x)
-                    return self._done is not None
-                if client.paused_writing:
-                    self._stop(x)
-                    return False
-        except ProtocolError:
-            self._stop(x)  # the task reads the same error from the parser
-            return False
+        while True:
+            try:
+                ev = self._pass_response(x)
+            except ProtocolError:
+                self._stop(x)  # the task reads the same error from the parser
+                return False
+            if ev is None:  # switched protocols: the task tunnels
+                self._stop(x)
+                return False
+            if isinstance(ev, EndOfMessage):
+                assert x.rhead is not None
+                self._finish_inline(x, (x.rhead, ev.trailers))
+                return self._done is not None
+            if client.paused_writing:
+                self._stop(x)
+                return False
+            if ev is NEED_DATA:
+                return True
+            # Informational: the final response may be buffered already
 
     def _finish_inline(self, x: _Exchange, response: tuple[ResponseHead, Headers]) -> None:
         hooks = self._inline_hooks
         assert hooks is not None
         done = self._conclude(x, response)
-        self._x = self._open = None
+        self._open = None
         self._phase = _IDLE
         hooks.finished_now(x.ticket, done)  # may admit another connection's request
         if self._done is None:

@@ -52,7 +52,6 @@ class SocketProtocol(asyncio.Protocol):
         "_end_on_pause",
         "_eof",
         "_inline",
-        "_inline_error",
         "_loop",
         "_on_end",
         "_paused_reading",
@@ -74,7 +73,6 @@ class SocketProtocol(asyncio.Protocol):
         self._inline: Callable[[bytes], bool] | None = None
         self._on_end: Callable[[BaseException | None], None] | None = None
         self._end_on_pause = True
-        self._inline_error: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -162,7 +160,8 @@ class SocketProtocol(asyncio.Protocol):
         done = self._loop.create_future()
 
         def on_end(error: BaseException | None) -> None:
-            self._inline_error = error
+            if error is not None and not done.done():
+                done.set_exception(error)
             _settle(done)
 
         if not self.attach(feed, on_end):
@@ -172,9 +171,6 @@ class SocketProtocol(asyncio.Protocol):
         finally:
             if self._inline is feed:  # cancelled while serving inline
                 self.detach()
-        error, self._inline_error = self._inline_error, None
-        if error is not None:
-            raise error
         return True
 
     def _end_inline(self, error: BaseException | None = None) -> None:
