@@ -43,6 +43,7 @@ __all__ = [
     "KeyRule",
     "format_kinds",
     "may_hold_format",
+    "may_hold_format_bytes",
     "split_words",
 ]
 
@@ -125,11 +126,17 @@ FORMAT_MARKERS = (
 
 
 _MARKERS_RE = re.compile("|".join(re.escape(marker) for marker in FORMAT_MARKERS))
+_MARKERS_BYTES_RE = re.compile(b"|".join(re.escape(marker.encode()) for marker in FORMAT_MARKERS))
 
 
 def may_hold_format(text: str) -> bool:
     """False when ``text`` certainly holds no credential format."""
     return _MARKERS_RE.search(text) is not None
+
+
+def may_hold_format_bytes(data: bytes) -> bool:
+    """``may_hold_format`` for ASCII bytes."""
+    return _MARKERS_BYTES_RE.search(data) is not None
 
 
 def format_kinds(text: str) -> Iterator[str]:
@@ -157,6 +164,8 @@ class KeyRule:
         self.names = tuple(dict.fromkeys(names))
         self._patterns = [words for words in map(split_words, self.names) if words]
         self._word_sets = [frozenset(words) for words in self._patterns]
+        self._all_ascii = all(w.isascii() for words in self._patterns for w in words)
+        self._ascii_words = [tuple(w.encode() for w in words) for words in self._patterns]
         self._cache: dict[str, bool] = {}
 
     def may_occur(self, text: str) -> bool:
@@ -167,6 +176,12 @@ class KeyRule:
         """The words of the names that occur in ``text`` (to gather over pieces of a text)."""
         lowered = text.lower()
         return {word for words in self._patterns for word in words if word in lowered}
+
+    def may_occur_ascii(self, lowered: bytes) -> bool:
+        """``may_occur`` for lower-cased ASCII bytes (True whenever in doubt)."""
+        if not self._all_ascii:
+            return True
+        return any(all(w in lowered for w in words) for words in self._ascii_words)
 
     def complete(self, seen: set[str]) -> bool:
         """Whether ``seen`` holds every word of some name."""

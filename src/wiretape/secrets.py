@@ -56,6 +56,7 @@ from wiretape.credentials import (
     MAX_BODY,
     KeyRule,
     may_hold_format,
+    may_hold_format_bytes,
 )
 from wiretape.model import SECRET_PREFIX as PREFIX
 from wiretape.model import BlobRef, Body, Headers, HttpRequest, HttpResponse, header_all
@@ -120,6 +121,10 @@ class Secrets:
         self.path = path
         self.headers = frozenset(h.lower() for h in headers)
         self.keys = KeyRule(keys)
+        # Raw heads holding any of these (lower-cased) take the full redaction path.
+        self._wire_names = tuple(
+            name.encode("latin-1") for name in sorted({*self.headers, "content-encoding"})
+        )
         self.values: dict[str, str] = {}
         self._by_value: dict[str, str] = {}
         self._unknown: dict[str, str] = {}
@@ -159,6 +164,36 @@ class Secrets:
 
     def _unknown_in(self, text: str) -> bool:
         return any(p not in self.values for p in _PLACEHOLDER.findall(text))
+
+    # --- raw exchanges ----------------------------------------------------------------------
+
+    def wire_is_clean(self, raw: tuple[bytes, ...], target: str, bodies: tuple[bytes, ...]) -> bool:
+        """True when redaction would change nothing in an exchange, from its raw bytes.
+
+        ``raw`` is the request and the response as they crossed the wire, ``target`` the
+        request target, ``bodies`` the bodies without their transfer framing. The check is
+        conservative: False means only that the exchange must go through ``redact_request`` and
+        ``redact_response``. It is False for a credential header name, ``content-encoding`` or a
+        key format anywhere in the raw bytes, a target that ``redact_target`` changes, and a
+        body that is not ASCII or holds a backslash (a JSON escape can spell a key name), a
+        ``%`` (a form field can), a key format, or every word of a credential key name.
+        """
+        for data in raw:
+            lowered = data.lower()
+            if any(name in lowered for name in self._wire_names) or may_hold_format_bytes(data):
+                return False
+        if "?" in target and self.redact_target(target) is not target:
+            return False
+        for body in bodies:
+            if not body:
+                continue
+            if not body.isascii() or b"\\" in body or b"%" in body:
+                return False
+            if may_hold_format_bytes(body.replace(b"+", b" ") if b"+" in body else body):
+                return False  # a form body reads "+" as a space
+            if self.keys.may_occur_ascii(body.lower()):
+                return False
+        return True
 
     # --- headers ---------------------------------------------------------------------------
 

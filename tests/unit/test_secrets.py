@@ -573,3 +573,88 @@ def test_bad_secrets_config_is_reported_with_its_line(
         load_config(_write(tmp_path, extra))
     assert info.value.line == line
     assert info.value.message.startswith(message), info.value.message
+
+
+# --- the raw-bytes check that lets a recording skip redaction ---------------------------------
+
+_NAMES = ["Accept", "X-Trace", "Content-Type", "AUTHORIZATION", "cookie", "Set-Cookie", "X-Api-Key",
+          "Content-Encoding", "X-Token-Hint", "Proxy-Authorization"]  # fmt: skip
+_WORDS = ["ada", "pass", "word", "password", "api", "key", "token", "Secret", "next", "PRIVATE KEY",
+          "PRIVATE+KEY", "ghp_" + "b" * 36, "AKIA" + "C" * 16, "sk_live_" + "d" * 24, "%70ass",
+          "\\u0070", "é", "+", " ", "=", "&", '"', ":", "{", "}", "1"]  # fmt: skip
+_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain", ""]
+_word_text = st.lists(st.sampled_from(_WORDS), max_size=8).map("".join)
+
+
+@st.composite
+def _exchange(draw: st.DrawFn) -> tuple[HttpRequest, HttpResponse]:
+    def headers() -> tuple[tuple[str, str], ...]:
+        pairs = draw(st.lists(st.tuples(st.sampled_from(_NAMES), _word_text), max_size=3))
+        ctype = draw(st.sampled_from(_TYPES))
+        return tuple(pairs) + ((("Content-Type", ctype),) if ctype else ())
+
+    def body() -> bytes:
+        if draw(st.booleans()):
+            key, value = draw(_word_text), draw(_word_text)
+            return json.dumps({key: value, "n": 1}, ensure_ascii=False).encode()
+        return draw(_word_text).encode()
+
+    target = "/p/" + draw(_word_text).replace(" ", "_")
+    if draw(st.booleans()):
+        target += "?" + draw(_word_text).replace(" ", "+")
+    req = HttpRequest("POST", target, headers(), body())
+    resp = HttpResponse(200, "OK", headers(), body())
+    return req, resp
+
+
+def _raw(start: str, headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"{start}\r\n{lines}\r\n".encode() + body
+
+
+@settings(max_examples=400, deadline=None)
+@given(_exchange())
+def test_an_exchange_called_clean_is_one_redaction_leaves_alone(
+    exchange: tuple[HttpRequest, HttpResponse],
+) -> None:
+    req, resp = exchange
+    secrets = Secrets()
+    raw = (
+        _raw(f"POST {req.target} HTTP/1.1", req.headers, req.body),  # type: ignore[arg-type]
+        _raw("HTTP/1.1 200 OK", resp.headers, resp.body),  # type: ignore[arg-type]
+    )
+    bodies = (req.body, resp.body)
+    if secrets.wire_is_clean(raw, req.target, bodies):  # type: ignore[arg-type]
+        assert secrets.redact_request(req) is req
+        assert secrets.redact_response(resp) is resp
+        assert not secrets.values  # and nothing got a placeholder
+
+
+def test_the_clean_check_passes_plain_exchanges_and_stops_at_each_kind_of_credential() -> None:
+    secrets = Secrets()
+    head = b"GET /a?page=2 HTTP/1.1\r\nHost: app\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n"
+    body = b'{"name":"ada"}'
+    assert secrets.wire_is_clean((head, ok + body), "/a?page=2", (b"", body))
+    dirty = [
+        ((head.replace(b"Host", b"authorization"), ok + body), "/a?page=2", (b"", body)),
+        ((head, ok.replace(b"Content-Length", b"Set-Cookie: a=b\r\nContent-Length") + body),
+         "/a?page=2", (b"", body)),  # fmt: skip
+        ((head, ok + body), "/a?page=2&api_key=x", (b"", body)),
+        ((head, ok + b'{"password":"x"}'), "/a?page=2", (b"", b'{"password":"x"}')),
+        ((head, ok + b'{"p\\u0061ss":"x"}'), "/a?page=2", (b"", b'{"p\\u0061ss":"x"}')),
+        ((head, ok + b"pass%77ord=x"), "/a?page=2", (b"", b"pass%77ord=x")),
+        ((head, ok + b"k=AKIA" + b"A" * 16), "/a?page=2", (b"", b"k=AKIA" + b"A" * 16)),
+        ((head, ok + b"k=-----BEGIN+PRIVATE+KEY"), "/a?page=2", (b"", b"k=-----BEGIN+PRIVATE+KEY")),
+        ((head, ok + "é".encode()), "/a?page=2", (b"", "é".encode())),
+        ((head.replace(b"Host", b"Content-Encoding"), ok), "/a?page=2", (b"", b"")),
+    ]
+    for raw, target, bodies in dirty:
+        assert not secrets.wire_is_clean(raw, target, bodies), raw
+    custom = Secrets(headers=["X-Session"], keys=["pin"])
+    assert not custom.wire_is_clean((head.replace(b"Host", b"x-session"), ok), "/", (b"", b""))
+    assert not custom.wire_is_clean((head, ok + b'{"pin":1}'), "/", (b"", b'{"pin":1}'))
+    pem = b"k=-----BEGIN+PRIVATE+KEY-----+x"  # a form body: "+" reads as a space
+    form = HttpRequest("POST", "/", (("Content-Type", "application/x-www-form-urlencoded"),), pem)
+    assert custom.redact_request(form) is not form
+    assert not custom.wire_is_clean((head + pem,), "/", (pem,))

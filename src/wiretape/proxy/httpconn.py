@@ -159,6 +159,26 @@ class InlineHooks(Hooks, Protocol):
         """``finished`` without a task."""
         ...
 
+    def finished_wire(
+        self,
+        ticket: object,
+        request: bytes,
+        response: bytes,
+        bodies: tuple[bytes, bytes],
+        target: str,
+        started: float,
+        duration: float,
+    ) -> bool:
+        """``finished_now`` for an exchange given as the bytes that crossed the wire: the
+        request as the client sent it, the response as the upstream sent it, and their two bodies
+        without transfer framing. False when the hooks want it built instead: then the session
+        calls ``finished_now`` for the same exchange."""
+        ...
+
+
+# An exchange is kept whole as its wire bytes for ``finished_wire`` up to this size.
+WIRE_LIMIT = 1 << 16
+
 
 _REASONS = {
     400: "Bad Request",
@@ -230,6 +250,9 @@ class _Exchange:
         "ticket",
         "trailers",
         "up",
+        "wire_req",
+        "wire_resp",
+        "wire_size",
     )
 
     def __init__(self, head: RequestHead, ticket: object, req_sink: BodySink) -> None:
@@ -248,6 +271,17 @@ class _Exchange:
         self.error: str | None = None
         self.reply: HttpResponse | None = None  # what wiretape answered itself, if it had to
         self.keep = True
+        # The exchange's bytes as they crossed the wire, kept on the inline path while small.
+        self.wire_req: list[bytes] | None = None
+        self.wire_resp: list[bytes] | None = None
+        self.wire_size = 0
+
+    def keep_wire(self, side: list[bytes], raw: bytes) -> None:
+        self.wire_size += len(raw)
+        if self.wire_size > WIRE_LIMIT:
+            self.wire_req = self.wire_resp = None
+        else:
+            side.append(raw)
 
 
 _NO_TICKET = object()  # the request is not admitted yet
@@ -475,25 +509,34 @@ class HttpSession:
             return False
         return self._goes_on(x, done.response)
 
-    def _conclude(self, x: _Exchange, response: tuple[ResponseHead, Headers] | None) -> Finished:
-        """The finished exchange, for the hooks."""
+    def _conclude(
+        self,
+        x: _Exchange,
+        response: tuple[ResponseHead, Headers] | None,
+        bodies: tuple[Body, Body] | None = None,
+    ) -> Finished:
+        """The finished exchange, for the hooks; ``bodies`` when the sinks are finished."""
+        if bodies is None:
+            bodies = (x.req_sink.finish(), b"")
+            if response is not None:
+                sink = x.resp_sink
+                assert sink is not None
+                x.resp_sink = None
+                bodies = (bodies[0], sink.finish())
         resp = x.reply
         if response is not None:
             rhead, trailers = response
-            sink = x.resp_sink
-            assert sink is not None
-            x.resp_sink = None
             resp = HttpResponse(
                 status=rhead.status,
                 reason=rhead.reason,
                 headers=rhead.headers,
-                body=sink.finish(),
+                body=bodies[1],
                 version=rhead.version,
                 trailers=trailers,
             )
         head = x.head
         return Finished(
-            request=self.hooks.request_of(head, x.req_sink.finish(), x.trailers),
+            request=self.hooks.request_of(head, bodies[0], x.trailers),
             response=resp,
             error=x.error,
             started=x.started_wall,
@@ -501,7 +544,7 @@ class HttpSession:
             upgraded=self.upstream is not None and self.upstream.parser.switched,
         )
 
-    def _goes_on(self, x: _Exchange, resp: HttpResponse | None) -> bool:
+    def _goes_on(self, x: _Exchange, resp: HttpResponse | ResponseHead | None) -> bool:
         """Whether the connection serves another request after this exchange."""
         if x.error is not None or not x.keep or self.parser.switched:
             return False
@@ -529,6 +572,8 @@ class HttpSession:
                 done = True
             break
         raw = parser.take_raw()
+        if raw and x.wire_req is not None:
+            x.keep_wire(x.wire_req, raw)
         if prefix:
             raw = prefix + raw if raw else prefix
         if raw:
@@ -598,6 +643,8 @@ class HttpSession:
             raw = parser.take_raw()
             if raw:
                 self.client.write(raw)
+                if x.wire_resp is not None:
+                    x.keep_wire(x.wire_resp, raw)
             if isinstance(ev, ResponseHead):
                 return None
             assert isinstance(ev, (EndOfMessage, Informational, NeedData)), ev  # a response's
@@ -830,6 +877,7 @@ class HttpSession:
         x.up = up
         x.resp_sink = self.hooks.new_sink()
         raw_head = self.parser.take_raw()
+        x.wire_req, x.wire_resp, x.wire_size = [raw_head], [], len(raw_head)
         up.parser.expect_response_to(head.method)
         self._phase = _WAITING
         self._forward_first(x, route.head_for(raw_head))
@@ -869,13 +917,32 @@ class HttpSession:
     def _finish_inline(self, x: _Exchange, response: tuple[ResponseHead, Headers]) -> None:
         hooks = self._inline_hooks
         assert hooks is not None
-        done = self._conclude(x, response)
+        sink = x.resp_sink
+        assert sink is not None
+        x.resp_sink = None
+        bodies = (x.req_sink.finish(), sink.finish())
         self._open = None
         self._phase = _IDLE
-        hooks.finished_now(x.ticket, done)  # may admit another connection's request
+        # Either call may admit another connection's request.
+        if not (
+            x.wire_resp is not None
+            and x.wire_req is not None
+            and type(bodies[0]) is bytes
+            and type(bodies[1]) is bytes
+            and hooks.finished_wire(
+                x.ticket,
+                b"".join(x.wire_req),
+                b"".join(x.wire_resp),
+                cast(tuple[bytes, bytes], bodies),
+                x.head.target,
+                x.started_wall,
+                time.perf_counter() - x.started,
+            )
+        ):
+            hooks.finished_now(x.ticket, self._conclude(x, response, bodies))
         if self._done is None:
             return
-        if not self._goes_on(x, done.response):
+        if not self._goes_on(x, response[0]):
             self._stop(_CLOSE)
         elif self._client_closed or cast(SocketStream, self.client).paused_writing:
             self._stop(None)  # the task reads what is left

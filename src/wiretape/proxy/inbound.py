@@ -65,6 +65,21 @@ class InboundHooks:
         assert isinstance(ticket, ActiveTest)
         self.recorder.end_test_now(ticket, done)
 
+    def finished_wire(
+        self,
+        ticket: object,
+        request: bytes,
+        response: bytes,
+        bodies: tuple[bytes, bytes],
+        target: str,
+        started: float,
+        duration: float,
+    ) -> bool:
+        assert isinstance(ticket, ActiveTest)
+        return self.recorder.end_test_wire(
+            ticket, request, response, bodies, target, started, duration
+        )
+
     async def connect(self, head: RequestHead, client: ByteStream, leftover: bytes) -> None:
         raise AssertionError("the inbound proxy forwards CONNECT to the app")
 

@@ -207,6 +207,39 @@ class Recorder:
             if not self.concurrent:
                 self.lane.release()
 
+    def end_test_wire(
+        self,
+        active: ActiveTest,
+        request: bytes,
+        response: bytes,
+        bodies: tuple[bytes, bytes],
+        target: str,
+        started: float,
+        duration: float,
+    ) -> bool:
+        """``end_test_now`` for an exchange given as the bytes that crossed the wire (``request``
+        as the client sent it, ``response`` as the app sent it) and its two bodies unframed.
+
+        Such an exchange is kept in that form when redaction would change nothing in it
+        (``Secrets.wire_is_clean``). Otherwise this returns False with the test still open and
+        the lane still held: the caller then builds the exchange and calls ``end_test_now``.
+        """
+        if not self.secrets.wire_is_clean((request, response), target, bodies):
+            return False
+        try:
+            self._active.pop(active.id, None)
+            if active.trace_id is not None:
+                self._by_trace.pop(active.trace_id, None)
+            self.writer.add_wire_test(
+                active.id, request, response, started, duration, active.mocks
+            ).result()
+            self.tests += 1
+            self._changed()
+        finally:
+            if not self.concurrent:
+                self.lane.release()
+        return True
+
     def _write_test(self, active: ActiveTest, done: Finished) -> Future[None]:
         self._active.pop(active.id, None)
         if active.trace_id is not None:

@@ -10,6 +10,11 @@ that was killed, or is still running) merges it over the YAML files; a torn last
 the middle of a write) is ignored.
 
 Bodies are stored base64-encoded, or by reference to ``bodies/<sha256>`` when they were spooled.
+An inbound exchange that redaction leaves as it is (``Secrets.wire_is_clean``) is stored as the
+bytes that crossed the wire, base64-encoded (``wq`` and ``ws``): the request as the client sent
+it and the response as the app sent it, parsed again with the proxy's own parser when the record
+is read. That is the cheapest form to write, and the recording proxy writes it before the next
+request goes to the app.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from wiretape.errors import ProtocolError
 from wiretape.model import (
     BlobRef,
     Body,
@@ -34,9 +40,19 @@ from wiretape.model import (
     WireRequest,
     WireResponse,
 )
+from wiretape.protocols.http1 import (
+    BodyData,
+    EndOfMessage,
+    Http1Parser,
+    Informational,
+    Kind,
+    RequestHead,
+    ResponseHead,
+)
 from wiretape.protocols.wire import codec_for
 
 JOURNAL_FILE = "journal.jsonl"
+_Head = TypeVar("_Head", RequestHead, ResponseHead)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
@@ -115,6 +131,27 @@ def test_record(test: TestCase, mocks: tuple[Mock, ...] | list[Mock]) -> bytes:
         "sa": test.started,
         "d": test.duration,
         "u": test.upgraded,
+        "mocks": [_mock(m) for m in mocks],
+    }
+    return (_dumps(doc) + "\n").encode("utf-8", "surrogateescape")
+
+
+def test_wire_record(
+    test_id: str,
+    request: bytes,
+    response: bytes,
+    started: float,
+    duration: float,
+    mocks: tuple[Mock, ...] | list[Mock],
+) -> bytes:
+    """A finished inbound test as its raw bytes (see the module docstring)."""
+    doc = {
+        "k": "test",
+        "id": test_id,
+        "wq": base64.b64encode(request).decode("ascii"),
+        "ws": base64.b64encode(response).decode("ascii"),
+        "sa": started,
+        "d": duration,
         "mocks": [_mock(m) for m in mocks],
     }
     return (_dumps(doc) + "\n").encode("utf-8", "surrogateescape")
@@ -207,9 +244,59 @@ def _decode_mock(d: dict[str, Any], bodies: Path) -> Mock:
     )
 
 
+def _message(parser: Http1Parser, data: bytes, kind: type[_Head]) -> tuple[_Head, bytes, Headers]:
+    """The head, body and trailers of the one whole message in ``data`` (1xx heads skipped)."""
+    parser.feed(data)
+    parser.feed_eof()
+    head: _Head | None = None
+    body: list[bytes] = []
+    while True:
+        ev = parser.next_event()
+        if isinstance(ev, kind):
+            head = ev
+        elif isinstance(ev, BodyData):
+            body.append(ev.data)
+        elif isinstance(ev, EndOfMessage):
+            break
+        elif not isinstance(ev, Informational):
+            raise ValueError(f"unexpected {type(ev).__name__} in a recorded exchange")
+    if head is None or parser.buffered:
+        raise ValueError("a recorded exchange is not one whole message each way")
+    return head, b"".join(body), ev.trailers
+
+
+def wire_exchange(request: bytes, response: bytes) -> tuple[HttpRequest, HttpResponse]:
+    """The request and response of a wire record, as the inbound proxy built them live."""
+    try:
+        head, body, trailers = _message(Http1Parser(Kind.REQUEST), request, RequestHead)
+        parser = Http1Parser(Kind.RESPONSE)
+        parser.expect_response_to(head.method)
+        rhead, rbody, rtrailers = _message(parser, response, ResponseHead)
+    except ProtocolError as exc:
+        raise ValueError(f"a recorded exchange does not parse: {exc}") from exc
+    req = HttpRequest(head.method, head.target, head.headers, body, head.version, trailers=trailers)
+    resp = HttpResponse(rhead.status, rhead.reason, rhead.headers, rbody, rhead.version, rtrailers)
+    return req, resp
+
+
 def decode(line: bytes, bodies: Path) -> Record:
     d = json.loads(line.decode("utf-8", "surrogateescape"))
     kind = d["k"]
+    if kind == "test" and "wq" in d:
+        req, resp = wire_exchange(base64.b64decode(d["wq"]), base64.b64decode(d["ws"]))
+        test = TestCase(
+            id=d["id"],
+            request=req,
+            response=resp,
+            started=float(d["sa"]),
+            duration=float(d["d"]),
+        )
+        return Record(
+            "test",
+            test=test,
+            test_id=test.id,
+            mocks=tuple(_decode_mock(m, bodies) for m in d["mocks"]),
+        )
     if kind == "test":
         test = TestCase(
             id=d["id"],

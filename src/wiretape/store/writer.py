@@ -243,6 +243,23 @@ class SetWriter:
         fmt.check_test_id(test.id, str(self._tests))
         return self._append(journal.test_record(test, list(mocks)))
 
+    def add_wire_test(
+        self,
+        test_id: str,
+        request: bytes,
+        response: bytes,
+        started: float,
+        duration: float,
+        mocks: Sequence[Mock],
+    ) -> Future[None]:
+        """``add_test`` for an inbound exchange kept as its raw bytes
+        (``journal.test_wire_record``); the caller has checked that redaction leaves it as it
+        is."""
+        fmt.check_test_id(test_id, str(self._tests))
+        return self._append(
+            journal.test_wire_record(test_id, request, response, started, duration, list(mocks))
+        )
+
     def add_mocks(self, test_id: str, mocks: Sequence[Mock]) -> Future[None]:
         """Record mocks that finished after their test was written."""
         fmt.check_test_id(test_id, str(self._mocks))

@@ -52,11 +52,18 @@ async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Non
 
 
 class Hooks(InboundHooks):
-    """The inbound hooks, counting inline finishes, and failing on ``/boom``."""
+    """The inbound hooks, counting inline finishes (kept as wire bytes, or built), failing on
+    ``/boom``, and with ``wire=False`` declining every exchange offered as wire bytes."""
 
-    def __init__(self, recorder: Recorder, port: int) -> None:
+    def __init__(self, recorder: Recorder, port: int, *, wire: bool = True) -> None:
         super().__init__(recorder, "127.0.0.1", port)
-        self.inline_finished = 0
+        self.wire = wire
+        self.wire_finished = 0
+        self.built_finished = 0
+
+    @property
+    def inline_finished(self) -> int:
+        return self.wire_finished + self.built_finished
 
     def route(self, head: RequestHead, ticket: object) -> Route:
         if head.target.startswith("/boom"):
@@ -64,18 +71,36 @@ class Hooks(InboundHooks):
         return super().route(head, ticket)
 
     def finished_now(self, ticket: object, done: Finished) -> None:
-        self.inline_finished += 1
+        self.built_finished += 1
         super().finished_now(ticket, done)
+
+    def finished_wire(
+        self,
+        ticket: object,
+        request: bytes,
+        response: bytes,
+        bodies: tuple[bytes, bytes],
+        target: str,
+        started: float,
+        duration: float,
+    ) -> bool:
+        if not self.wire:
+            return False
+        kept = super().finished_wire(
+            ticket, request, response, bodies, target, started, duration
+        )
+        self.wire_finished += kept
+        return kept
 
 
 @asynccontextmanager
 async def proxy(
-    tmp_path: Path, *, concurrent: bool = False
+    tmp_path: Path, *, concurrent: bool = False, wire: bool = True
 ) -> AsyncIterator[tuple[int, Hooks, SetWriter]]:
     upstream = await asyncio.start_server(app, "127.0.0.1", 0)
     writer = SetWriter(tmp_path, SetInfo(name="s", created=0.0, app_command="app"))
     recorder = Recorder(writer, concurrent=concurrent)
-    hooks = Hooks(recorder, upstream.sockets[0].getsockname()[1])
+    hooks = Hooks(recorder, upstream.sockets[0].getsockname()[1], wire=wire)
 
     async def serve(client: ByteStream) -> None:
         await HttpSession(client, hooks).run()
@@ -139,6 +164,7 @@ def test_a_warm_connection_is_served_inline_through_the_lane(tmp_path: Path) -> 
             for client in clients:
                 client.close()
             assert hooks.inline_finished == 40, "warm exchanges were not served inline"
+            assert hooks.wire_finished == 40, "clean exchanges were not kept as wire bytes"
 
         tests = load_set(tmp_path / "s").tests
         assert len(tests) == 44
@@ -206,5 +232,67 @@ def test_concurrent_mode_adds_a_traceparent_line_to_the_exact_head(
         assert re.fullmatch(rb"traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-01", lines[4]), lines
         assert echoed.endswith(b"\r\n\r\nhello")
         assert len(echoed) == len(head) + len(lines[4]) + 2 + 5
+
+    run(test())
+
+
+# Warm exchanges after ``GET /warm``: the first three hold nothing to redact; the others hold a
+# credential in a header, a query parameter, a JSON body, a key format, and a JSON escape.
+def _post(body: bytes, *extra: bytes) -> bytes:
+    return (
+        b"POST /echo HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"
+        + b"".join(extra)
+        + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+EXCHANGES = [
+    b"GET /a?page=2&sort=name HTTP/1.1\r\nHost: app\r\nAccept: */*\r\n\r\n",
+    _post(b'{"name": "Ada", "items": [1, 2, 3]}'),
+    b"GET /echo HTTP/1.1\r\nHost: app\r\nX-Trace: t-1\r\n\r\n",
+    b"GET /b HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer abc.def\r\n\r\n",
+    b"GET /c?api_key=k-123&page=1 HTTP/1.1\r\nHost: app\r\n\r\n",
+    _post(b'{"user": "ada", "password": "hunter2"}'),
+    _post(b'{"note": "ghp_' + b"a" * 36 + b'"}'),
+    _post(b'{"pass\\u0077ord": "hunter3"}'),
+]
+CLEAN = 3
+
+
+@pytest.mark.parametrize("wire", [True, False], ids=["wire", "built"])
+def test_exchanges_kept_as_wire_bytes_load_as_the_built_ones(tmp_path: Path, wire: bool) -> None:
+    """The same exchanges, recorded once with the wire form allowed and once without, load as
+    the same tests; only exchanges with nothing to redact take the wire form."""
+
+    async def record(path: Path, wire: bool) -> Hooks:
+        async with proxy(path, wire=wire) as (port, hooks, _):
+            client = await Client.open(port)
+            assert await client.get("/warm") == b"/warm"
+            for raw in EXCHANGES:
+                client.writer.write(raw)
+                await client.body()
+            client.close()
+        return hooks
+
+    async def test() -> None:
+        hooks = await record(tmp_path / "a", wire)
+        if wire:
+            assert (hooks.wire_finished, hooks.built_finished) == (CLEAN, len(EXCHANGES) - CLEAN)
+        else:
+            assert (hooks.wire_finished, hooks.built_finished) == (0, len(EXCHANGES))
+        reference = await record(tmp_path / "b", wire=False)
+        assert reference.wire_finished == 0
+
+        def shape(path: Path) -> list[tuple[object, ...]]:
+            tests = load_set(path / "s").tests
+            return [(t.id, t.request, t.response, t.error, t.upgraded) for t in tests]
+
+        got, want = shape(tmp_path / "a"), shape(tmp_path / "b")
+        assert len(got) == len(EXCHANGES) + 1
+        assert got == want
+        # (The app echoes requests, so only the requests are certain to be redacted.)
+        requests = repr([t.request for t in load_set(tmp_path / "a" / "s").tests])
+        for secret in ("abc.def", "k-123", "hunter2", "ghp_aaaa", "hunter3"):
+            assert secret not in requests, secret
 
     run(test())
