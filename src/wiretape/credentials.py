@@ -166,6 +166,8 @@ class KeyRule:
         self._word_sets = [frozenset(words) for words in self._patterns]
         self._all_ascii = all(w.isascii() for words in self._patterns for w in words)
         self._ascii_words = [tuple(w.encode() for w in words) for words in self._patterns]
+        words = sorted({w for ws in self._ascii_words for w in ws}, key=len, reverse=True)
+        self._any_word = re.compile(b"|".join(map(re.escape, words))) if words else None
         self._cache: dict[str, bool] = {}
 
     def may_occur(self, text: str) -> bool:
@@ -181,7 +183,15 @@ class KeyRule:
         """``may_occur`` for lower-cased ASCII bytes (True whenever in doubt)."""
         if not self._all_ascii:
             return True
-        return any(all(w in lowered for w in words) for words in self._ascii_words)
+        if self._any_word is None or self._any_word.search(lowered) is None:
+            return False
+        for words in self._ascii_words:  # loops, not generators: this runs for every exchange
+            for word in words:
+                if word not in lowered:
+                    break
+            else:
+                return True
+        return False
 
     def complete(self, seen: set[str]) -> bool:
         """Whether ``seen`` holds every word of some name."""

@@ -121,10 +121,7 @@ class Secrets:
         self.path = path
         self.headers = frozenset(h.lower() for h in headers)
         self.keys = KeyRule(keys)
-        # Raw heads holding any of these (lower-cased) take the full redaction path.
-        self._wire_names = tuple(
-            name.encode("latin-1") for name in sorted({*self.headers, "content-encoding"})
-        )
+        self._clean_names: dict[str, bool] = {}  # header name -> no credential, no coding
         self.values: dict[str, str] = {}
         self._by_value: dict[str, str] = {}
         self._unknown: dict[str, str] = {}
@@ -167,30 +164,51 @@ class Secrets:
 
     # --- raw exchanges ----------------------------------------------------------------------
 
-    def wire_is_clean(self, raw: tuple[bytes, ...], target: str, bodies: tuple[bytes, ...]) -> bool:
-        """True when redaction would change nothing in an exchange, from its raw bytes.
+    def wire_is_clean(
+        self,
+        raw: tuple[bytes, bytes],
+        headers: tuple[Headers, Headers],
+        target: str,
+        bodies: tuple[bytes, bytes],
+    ) -> bool:
+        """True when redaction would change nothing in an exchange, checked on its raw bytes.
 
-        ``raw`` is the request and the response as they crossed the wire, ``target`` the
-        request target, ``bodies`` the bodies without their transfer framing. The check is
-        conservative: False means only that the exchange must go through ``redact_request`` and
-        ``redact_response``. It is False for a credential header name, ``content-encoding`` or a
-        key format anywhere in the raw bytes, a target that ``redact_target`` changes, and a
-        body that is not ASCII or holds a backslash (a JSON escape can spell a key name), a
-        ``%`` (a form field can), a key format, or every word of a credential key name.
+        ``raw`` is the request and the response as they crossed the wire (one message each, no
+        trailers), ``headers`` their parsed header sections, ``target`` the request target,
+        ``bodies`` the two bodies without their transfer framing. The check is conservative:
+        False means only that the exchange must go through ``redact_request`` and
+        ``redact_response``. It is False for a credential header name or ``Content-Encoding``,
+        a key format anywhere in the bytes, a target that ``redact_target`` changes, and a body
+        that is not ASCII, or holds a backslash (a JSON escape can spell a key name), a ``%``
+        (a form field can), or every word of a credential key name.
         """
+        # Loops, not generators: this runs for every recorded exchange.
+        known = self._clean_names
+        for section in headers:
+            for name, _ in section:
+                clean = known.get(name)
+                if clean is None:
+                    lname = name.lower()
+                    clean = lname not in self.headers and lname != "content-encoding"
+                    if len(known) < 1024:
+                        known[name] = clean
+                if not clean:
+                    return False
         for data in raw:
-            lowered = data.lower()
-            if any(name in lowered for name in self._wire_names) or may_hold_format_bytes(data):
+            if may_hold_format_bytes(data):
                 return False
         if "?" in target and self.redact_target(target) is not target:
             return False
-        for body in bodies:
+        for body, data in zip(bodies, raw, strict=True):
             if not body:
                 continue
             if not body.isascii() or b"\\" in body or b"%" in body:
                 return False
-            if may_hold_format_bytes(body.replace(b"+", b" ") if b"+" in body else body):
-                return False  # a form body reads "+" as a space
+            plus = b"+" in body  # a form body reads "+" as a space
+            if (plus or not data.endswith(body)) and may_hold_format_bytes(
+                body.replace(b"+", b" ") if plus else body  # else the pass over ``raw`` saw it
+            ):
+                return False
             if self.keys.may_occur_ascii(body.lower()):
                 return False
         return True

@@ -38,6 +38,7 @@ from wiretape.model import (
 from wiretape.scan import scan_document
 from wiretape.secrets import Secrets, ensure_gitignore, is_placeholder, secrets_path
 from wiretape.store.format import encode_body
+from wiretape.store.journal import wire_exchange
 
 
 def test_credentials_get_stable_placeholders_and_schemes_stay_readable(tmp_path: Path) -> None:
@@ -609,7 +610,16 @@ def _exchange(draw: st.DrawFn) -> tuple[HttpRequest, HttpResponse]:
 
 def _raw(start: str, headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    return f"{start}\r\n{lines}\r\n".encode() + body
+    return f"{start}\r\n{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def _clean(secrets: Secrets, request: bytes, response: bytes) -> bool:
+    """``wire_is_clean`` for two whole messages, given as the proxy gives them."""
+    req, resp = wire_exchange(request, response)
+    assert isinstance(req.body, bytes) and isinstance(resp.body, bytes)
+    return secrets.wire_is_clean(
+        (request, response), (req.headers, resp.headers), req.target, (req.body, resp.body)
+    )
 
 
 @settings(max_examples=400, deadline=None)
@@ -618,13 +628,12 @@ def test_an_exchange_called_clean_is_one_redaction_leaves_alone(
     exchange: tuple[HttpRequest, HttpResponse],
 ) -> None:
     req, resp = exchange
+    assert isinstance(req.body, bytes) and isinstance(resp.body, bytes)
     secrets = Secrets()
-    raw = (
-        _raw(f"POST {req.target} HTTP/1.1", req.headers, req.body),  # type: ignore[arg-type]
-        _raw("HTTP/1.1 200 OK", resp.headers, resp.body),  # type: ignore[arg-type]
-    )
-    bodies = (req.body, resp.body)
-    if secrets.wire_is_clean(raw, req.target, bodies):  # type: ignore[arg-type]
+    request = _raw(f"POST {req.target} HTTP/1.1", req.headers, req.body)
+    response = _raw("HTTP/1.1 200 OK", resp.headers, resp.body)
+    req, resp = wire_exchange(request, response)  # with the Content-Length header
+    if _clean(secrets, request, response):
         assert secrets.redact_request(req) is req
         assert secrets.redact_response(resp) is resp
         assert not secrets.values  # and nothing got a placeholder
@@ -632,29 +641,31 @@ def test_an_exchange_called_clean_is_one_redaction_leaves_alone(
 
 def test_the_clean_check_passes_plain_exchanges_and_stops_at_each_kind_of_credential() -> None:
     secrets = Secrets()
-    head = b"GET /a?page=2 HTTP/1.1\r\nHost: app\r\n\r\n"
-    ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n"
-    body = b'{"name":"ada"}'
-    assert secrets.wire_is_clean((head, ok + body), "/a?page=2", (b"", body))
+    get = _raw("GET /a?page=2 HTTP/1.1", (("Host", "app"),), b"")
+
+    def ok(body: bytes, *headers: tuple[str, str]) -> bytes:
+        return _raw("HTTP/1.1 200 OK", (("Content-Type", "application/json"), *headers), body)
+
+    assert _clean(secrets, get, ok(b'{"name":"ada"}'))
     dirty = [
-        ((head.replace(b"Host", b"authorization"), ok + body), "/a?page=2", (b"", body)),
-        ((head, ok.replace(b"Content-Length", b"Set-Cookie: a=b\r\nContent-Length") + body),
-         "/a?page=2", (b"", body)),  # fmt: skip
-        ((head, ok + body), "/a?page=2&api_key=x", (b"", body)),
-        ((head, ok + b'{"password":"x"}'), "/a?page=2", (b"", b'{"password":"x"}')),
-        ((head, ok + b'{"p\\u0061ss":"x"}'), "/a?page=2", (b"", b'{"p\\u0061ss":"x"}')),
-        ((head, ok + b"pass%77ord=x"), "/a?page=2", (b"", b"pass%77ord=x")),
-        ((head, ok + b"k=AKIA" + b"A" * 16), "/a?page=2", (b"", b"k=AKIA" + b"A" * 16)),
-        ((head, ok + b"k=-----BEGIN+PRIVATE+KEY"), "/a?page=2", (b"", b"k=-----BEGIN+PRIVATE+KEY")),
-        ((head, ok + "é".encode()), "/a?page=2", (b"", "é".encode())),
-        ((head.replace(b"Host", b"Content-Encoding"), ok), "/a?page=2", (b"", b"")),
+        (get.replace(b"Host", b"authorization"), ok(b"{}")),
+        (get, ok(b"{}", ("Set-Cookie", "a=b"))),
+        (get, ok(b"{}", ("Content-Encoding", "identity"))),
+        (get.replace(b"page=2", b"page=2&api_key=x"), ok(b"{}")),
+        (get, ok(b'{"password":"x"}')),
+        (get, ok(b'{"p\\u0061ss":"x"}')),
+        (get, ok(b"pass%77ord=x")),
+        (get, ok(b"k=AKIA" + b"A" * 16)),
+        (get, ok(b"k=-----BEGIN+PRIVATE+KEY")),
+        (get, ok("\u00e9".encode())),
+        (get.replace(b"Host: app", b"X-K: ghp_" + b"c" * 36), ok(b"{}")),
     ]
-    for raw, target, bodies in dirty:
-        assert not secrets.wire_is_clean(raw, target, bodies), raw
+    for request, response in dirty:
+        assert not _clean(secrets, request, response), (request, response)
     custom = Secrets(headers=["X-Session"], keys=["pin"])
-    assert not custom.wire_is_clean((head.replace(b"Host", b"x-session"), ok), "/", (b"", b""))
-    assert not custom.wire_is_clean((head, ok + b'{"pin":1}'), "/", (b"", b'{"pin":1}'))
+    assert not _clean(custom, get.replace(b"Host", b"x-session"), ok(b""))
+    assert not _clean(custom, get, ok(b'{"pin":1}'))
     pem = b"k=-----BEGIN+PRIVATE+KEY-----+x"  # a form body: "+" reads as a space
     form = HttpRequest("POST", "/", (("Content-Type", "application/x-www-form-urlencoded"),), pem)
     assert custom.redact_request(form) is not form
-    assert not custom.wire_is_clean((head + pem,), "/", (pem,))
+    assert not _clean(custom, _raw("POST / HTTP/1.1", form.headers, pem), ok(b""))

@@ -164,15 +164,16 @@ class InlineHooks(Hooks, Protocol):
         ticket: object,
         request: bytes,
         response: bytes,
+        heads: tuple[RequestHead, ResponseHead],
         bodies: tuple[bytes, bytes],
-        target: str,
         started: float,
         duration: float,
     ) -> bool:
         """``finished_now`` for an exchange given as the bytes that crossed the wire: the
-        request as the client sent it, the response as the upstream sent it, and their two bodies
-        without transfer framing. False when the hooks want it built instead: then the session
-        calls ``finished_now`` for the same exchange."""
+        request as the client sent it and the response as the upstream sent it (one message
+        each, no 1xx, no trailers), their heads, and their two bodies without transfer framing.
+        False when the hooks want it built instead: then the session calls ``finished_now`` for
+        the same exchange."""
         ...
 
 
@@ -912,7 +913,10 @@ class HttpSession:
                 return False
             if ev is NEED_DATA:
                 return True
-            # Informational: the final response may be buffered already
+            # Informational: the final response may be buffered already. (The recording
+            # holds only the final response, so the wire form, which would hold both, is
+            # not used.)
+            x.wire_req = x.wire_resp = None
 
     def _finish_inline(self, x: _Exchange, response: tuple[ResponseHead, Headers]) -> None:
         hooks = self._inline_hooks
@@ -927,14 +931,16 @@ class HttpSession:
         if not (
             x.wire_resp is not None
             and x.wire_req is not None
+            and not x.trailers
+            and not response[1]
             and type(bodies[0]) is bytes
             and type(bodies[1]) is bytes
             and hooks.finished_wire(
                 x.ticket,
                 b"".join(x.wire_req),
                 b"".join(x.wire_resp),
+                (x.head, response[0]),
                 cast(tuple[bytes, bytes], bodies),
-                x.head.target,
                 x.started_wall,
                 time.perf_counter() - x.started,
             )

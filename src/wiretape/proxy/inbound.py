@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wiretape.model import Body, Headers, HttpRequest
-from wiretape.protocols.http1 import RequestHead
+from wiretape.protocols.http1 import RequestHead, ResponseHead
 from wiretape.proxy.httpconn import BodySink, Finished, HttpSession, Route
 from wiretape.proxy.streams import ByteStream
 from wiretape.runner.recorder import ActiveTest, Recorder
@@ -70,14 +70,22 @@ class InboundHooks:
         ticket: object,
         request: bytes,
         response: bytes,
+        heads: tuple[RequestHead, ResponseHead],
         bodies: tuple[bytes, bytes],
-        target: str,
         started: float,
         duration: float,
     ) -> bool:
         assert isinstance(ticket, ActiveTest)
+        head, rhead = heads
         return self.recorder.end_test_wire(
-            ticket, request, response, bodies, target, started, duration
+            ticket,
+            request,
+            response,
+            (head.headers, rhead.headers),
+            head.target,
+            bodies,
+            started,
+            duration,
         )
 
     async def connect(self, head: RequestHead, client: ByteStream, leftover: bytes) -> None:

@@ -212,19 +212,21 @@ class Recorder:
         active: ActiveTest,
         request: bytes,
         response: bytes,
-        bodies: tuple[bytes, bytes],
+        headers: tuple[Headers, Headers],
         target: str,
+        bodies: tuple[bytes, bytes],
         started: float,
         duration: float,
     ) -> bool:
         """``end_test_now`` for an exchange given as the bytes that crossed the wire (``request``
-        as the client sent it, ``response`` as the app sent it) and its two bodies unframed.
+        as the client sent it, ``response`` as the app sent it, one message each and without
+        trailers), with the two parsed header sections and the two bodies unframed.
 
         Such an exchange is kept in that form when redaction would change nothing in it
         (``Secrets.wire_is_clean``). Otherwise this returns False with the test still open and
         the lane still held: the caller then builds the exchange and calls ``end_test_now``.
         """
-        if not self.secrets.wire_is_clean((request, response), target, bodies):
+        if not self.secrets.wire_is_clean((request, response), headers, target, bodies):
             return False
         try:
             self._active.pop(active.id, None)

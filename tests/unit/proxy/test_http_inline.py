@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from wiretape.model import SetInfo
-from wiretape.protocols.http1 import RequestHead
+from wiretape.protocols.http1 import RequestHead, ResponseHead
 from wiretape.proxy.httpconn import Finished, HttpSession, Route
 from wiretape.proxy.inbound import InboundHooks
 from wiretape.proxy.server import Listener
@@ -79,16 +79,14 @@ class Hooks(InboundHooks):
         ticket: object,
         request: bytes,
         response: bytes,
+        heads: tuple[RequestHead, ResponseHead],
         bodies: tuple[bytes, bytes],
-        target: str,
         started: float,
         duration: float,
     ) -> bool:
         if not self.wire:
             return False
-        kept = super().finished_wire(
-            ticket, request, response, bodies, target, started, duration
-        )
+        kept = super().finished_wire(ticket, request, response, heads, bodies, started, duration)
         self.wire_finished += kept
         return kept
 

@@ -61,7 +61,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("request_bytes", "response_bytes", "want_request", "want_response"), CASES)
+@pytest.mark.parametrize(
+    ("request_bytes", "response_bytes", "want_request", "want_response"), CASES
+)
 def test_a_wire_record_loads_as_the_exchange_its_bytes_hold(
     tmp_path: Path,
     request_bytes: bytes,
@@ -77,7 +79,9 @@ def test_a_wire_record_loads_as_the_exchange_its_bytes_hold(
         if stage == "yaml":
             w.close()
         (test,) = reader.load_set(tmp_path / "s").tests
-        assert (test.id, test.request, test.response) == ("0001-x", want_request, want_response), stage
+        assert (test.id, test.request, test.response) == ("0001-x", want_request, want_response), (
+            stage
+        )
         assert (test.started, test.duration, test.error) == (12.5, 0.25, None)
 
 
