@@ -83,9 +83,7 @@ def _query(
     return tuple(out)
 
 
-def keys_of(
-    dep: str, req: HttpRequest, rules: HttpRules | None
-) -> tuple[HttpKey, HttpKey | None]:
+def keys_of(dep: str, req: HttpRequest, rules: HttpRules | None) -> tuple[HttpKey, HttpKey | None]:
     """The exact key (with ``rules`` applied) and the loose key (None when it is the same)."""
     view = body_view(req)
     key = http_key(dep, req, view)

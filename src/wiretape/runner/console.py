@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 
@@ -13,6 +15,7 @@ class Live:
         self.stream = stream or sys.stderr
         self.enabled = enabled and self.stream.isatty()
         self._width = 0
+        self._shown = float("-inf")
 
     def show(self, text: str) -> None:
         if not self.enabled:
@@ -21,6 +24,19 @@ class Live:
         self.stream.write("\r" + text + " " * pad)
         self.stream.flush()
         self._width = len(text)
+
+    def refresh(self, text: Callable[[], str], every: float = 0.1) -> None:
+        """``show(text())`` at most once every ``every`` seconds; ``text`` is called only then.
+
+        For counters that change with every exchange: a terminal write per exchange would cost
+        the recording more than the exchange itself.
+        """
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._shown >= every:
+            self._shown = now
+            self.show(text())
 
     def done(self) -> None:
         if self.enabled and self._width:

@@ -74,13 +74,13 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
     ensure_gitignore(cfg.dir)
     recorder = Recorder(
         writer,
-        secrets=Secrets(
-            secrets_path(cfg.dir, name), cfg.secrets.all_headers, cfg.secrets.all_keys
-        ),
+        secrets=Secrets(secrets_path(cfg.dir, name), cfg.secrets.all_headers, cfg.secrets.all_keys),
         concurrent=opts.concurrent,
-        on_change=lambda: live.show(
-            f"recording {name}: {recorder.tests} tests, {recorder.mocks} mocks"
-            + (f", {recorder.errors} errors" if recorder.errors else "")
+        on_change=lambda: live.refresh(
+            lambda: (
+                f"recording {name}: {recorder.tests} tests, {recorder.mocks} mocks"
+                + (f", {recorder.errors} errors" if recorder.errors else "")
+            )
         ),
     )
     log_dir = cfg.dir / ".runs"
