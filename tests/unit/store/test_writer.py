@@ -107,7 +107,8 @@ def test_a_test_is_loadable_once_its_future_completes(tmp_path: Path) -> None:
         assert [x.id for x in reader.load_set(w.path).tests] == [t.id, case(2).id]
     for stem in (t.id, case(2).id):
         assert (w.path / "tests" / f"{stem}.yaml").is_file()
-        assert (w.path / "mocks" / f"{stem}.yaml").is_file()
+    assert (w.path / "mocks" / f"{t.id}.yaml").is_file()
+    assert not (w.path / "mocks" / f"{case(2).id}.yaml").exists()  # it caused no mock
     loaded = reader.load_set(w.path)
     assert [x.id for x in loaded.tests] == [case(1).id, case(2).id]
     assert [m.id for m in loaded.mocks[case(1).id]] == ["a", "b"]
