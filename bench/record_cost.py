@@ -1,7 +1,7 @@
 """CPU cost per PostgreSQL and Redis exchange, in-process and without sockets: recorded by the
 record proxy, answered by the mock server; the secret redaction every recorded HTTP exchange
 goes through; and the inbound proxy's own steps for one exchange of the nginx benchmark (parsing
-the request and the response, recording the test).
+the request and the response, recording the test, field by field or as its wire bytes).
 
     .venv/bin/python bench/record_cost.py [--exchanges N] [--rounds R]
 
@@ -332,6 +332,51 @@ def http_test_recorded(n: int) -> tuple[float, float]:
             writer.close()
 
 
+def http_test_recorded_wire(n: int) -> tuple[float, float]:
+    """The same exchange as ``http_test_recorded``, kept as its wire bytes: ``begin_test_now``,
+    then ``end_test_wire`` (the credential check on the raw bytes, the journal record and its
+    append) with the request and response bytes and bodies the proxy collects."""
+    req_parser = Http1Parser(Kind.REQUEST)
+    req_parser.feed(NGINX_REQUEST)
+    head = req_parser.next_event()
+    resp_parser = Http1Parser(Kind.RESPONSE)
+    resp_parser.expect_response_to("GET")
+    resp_parser.feed(NGINX_RESPONSE)
+    rhead = resp_parser.next_event()
+    assert isinstance(head, RequestHead) and isinstance(rhead, ResponseHead)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SetWriter(Path(tmp), SetInfo(name="s", created=0.0, app_command="bench"))
+        recorder = Recorder(writer)
+
+        def run() -> None:
+            for _ in range(n):
+                active = recorder.begin_test_now(head.method, head.target, head.headers)
+                assert active is not None
+                req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
+                resp_sink.write(NGINX_BODY)
+                bodies = (req_sink.finish(), resp_sink.finish())
+                assert isinstance(bodies[0], bytes) and isinstance(bodies[1], bytes)
+                kept = recorder.end_test_wire(
+                    active,
+                    b"".join([NGINX_REQUEST]),
+                    b"".join([NGINX_RESPONSE]),
+                    (head.headers, rhead.headers),
+                    head.target,
+                    (bodies[0], bodies[1]),
+                    time.time(),
+                    0.001,
+                )
+                assert kept
+
+        async def measure() -> tuple[float, float]:
+            return timed(run, n)
+
+        try:
+            return asyncio.run(measure())
+        finally:
+            writer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--exchanges", type=int, default=5000)
@@ -347,6 +392,7 @@ def main() -> None:
         ("HTTP request head parsed (nginx benchmark shape)", lambda: http_request_parse(n * 4)),
         ("HTTP response parsed (nginx benchmark shape)", lambda: http_response_parse(n * 4)),
         ("HTTP test recorded, lane (nginx benchmark shape)", lambda: http_test_recorded(n)),
+        ("HTTP test recorded as wire bytes, lane (same)", lambda: http_test_recorded_wire(n)),
     ]
     for label, measure in rows:
         results = [measure() for _ in range(args.rounds)]

@@ -69,7 +69,7 @@ class BodySpool:
         self._buffer = bytearray()
         self._file: BinaryIO | None = None
         self._tmp: Path | None = None
-        self._hash = hashlib.sha256()
+        self._hash: hashlib._Hash | None = None  # made when the body spills to a file
         self._done = False
 
     def write(self, data: bytes) -> None:
@@ -91,6 +91,7 @@ class BodySpool:
             data = bytes(self._buffer)
             self._buffer = bytearray()
             return data
+        assert self._hash is not None
         digest = self._hash.hexdigest()
         target = self._dir / digest
         try:
@@ -120,6 +121,7 @@ class BodySpool:
             raise store_error(str(self._tmp), f"cannot spool a body: {exc}", _SPACE_HINT) from exc
         data = bytes(self._buffer)
         self._buffer = bytearray()
+        self._hash = hashlib.sha256()
         self._write_file(data)
 
     def _write_file(self, data: bytes) -> None:
@@ -129,6 +131,7 @@ class BodySpool:
         except OSError as exc:
             self.abort()
             raise store_error(str(self._tmp), f"cannot spool a body: {exc}", _SPACE_HINT) from exc
+        assert self._hash is not None
         self._hash.update(data)
 
     def _discard(self) -> None:
