@@ -6,7 +6,9 @@ request stream with the sans-I/O codec and, for each request, asks its ``Hooks``
 sinks. The exact raw bytes of each parsed event go to the peer at once, so bodies stream and are
 never held whole on the forwarding path; the sinks receive the decoded body bytes for the
 recording. Responses are parsed the same way in the other direction. When the response ends the
-hooks get a finished ``HttpRequest``/``HttpResponse`` pair (or an error) to record.
+hooks get a finished ``HttpRequest``/``HttpResponse`` pair (or an error) to record. On the inline
+path (``HttpSession._serve_inline``) a small exchange is first offered as the bytes that crossed
+the wire (``finished_wire``), which the hooks may keep as they are instead of the built pair.
 
 Requests on one client connection are handled in order: a pipelined request waits until the
 previous response is complete, which is what lets the record lane admit one request at a time.
