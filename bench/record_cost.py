@@ -296,10 +296,7 @@ def http_response_parse(n: int) -> tuple[float, float]:
     return timed(run, n)
 
 
-def http_test_recorded(n: int) -> tuple[float, float]:
-    """What the inbound proxy does to record one finished exchange, in lane mode: ``begin_test_now``
-    and ``end_test_now`` (the test's id, redaction, ``TestCase``, the journal record and its
-    append), with the two body sinks and the model objects the proxy builds."""
+def _nginx_heads() -> tuple[RequestHead, ResponseHead]:
     req_parser = Http1Parser(Kind.REQUEST)
     req_parser.feed(NGINX_REQUEST)
     head = req_parser.next_event()
@@ -308,20 +305,18 @@ def http_test_recorded(n: int) -> tuple[float, float]:
     resp_parser.feed(NGINX_RESPONSE)
     rhead = resp_parser.next_event()
     assert isinstance(head, RequestHead) and isinstance(rhead, ResponseHead)
+    return head, rhead
+
+
+def _timed_recording(n: int, one: Callable[[Recorder], None]) -> tuple[float, float]:
+    """``one(recorder)`` n times, timed inside a running event loop, into a throwaway set."""
     with tempfile.TemporaryDirectory() as tmp:
         writer = SetWriter(Path(tmp), SetInfo(name="s", created=0.0, app_command="bench"))
         recorder = Recorder(writer)
 
         def run() -> None:
             for _ in range(n):
-                active = recorder.begin_test_now(head.method, head.target, head.headers)
-                assert active is not None
-                req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
-                resp_sink.write(NGINX_BODY)
-                request = HttpRequest(head.method, head.target, head.headers, req_sink.finish())
-                response = HttpResponse(200, "OK", rhead.headers, resp_sink.finish())
-                done = Finished(request, response, None, time.time(), 0.001)
-                recorder.end_test_now(active, done)
+                one(recorder)
 
         async def measure() -> tuple[float, float]:
             return timed(run, n)
@@ -330,51 +325,53 @@ def http_test_recorded(n: int) -> tuple[float, float]:
             return asyncio.run(measure())
         finally:
             writer.close()
+
+
+def http_test_recorded(n: int) -> tuple[float, float]:
+    """What the inbound proxy does to record one finished exchange, in lane mode: ``begin_test_now``
+    and ``end_test_now`` (the test's id, redaction, ``TestCase``, the journal record and its
+    append), with the two body sinks and the model objects the proxy builds."""
+    head, rhead = _nginx_heads()
+
+    def one(recorder: Recorder) -> None:
+        active = recorder.begin_test_now(head.method, head.target, head.headers)
+        assert active is not None
+        req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
+        resp_sink.write(NGINX_BODY)
+        request = HttpRequest(head.method, head.target, head.headers, req_sink.finish())
+        response = HttpResponse(200, "OK", rhead.headers, resp_sink.finish())
+        done = Finished(request, response, None, time.time(), 0.001)
+        recorder.end_test_now(active, done)
+
+    return _timed_recording(n, one)
 
 
 def http_test_recorded_wire(n: int) -> tuple[float, float]:
     """The same exchange as ``http_test_recorded``, kept as its wire bytes: ``begin_test_now``,
     then ``end_test_wire`` (the credential check on the raw bytes, the journal record and its
     append) with the request and response bytes and bodies the proxy collects."""
-    req_parser = Http1Parser(Kind.REQUEST)
-    req_parser.feed(NGINX_REQUEST)
-    head = req_parser.next_event()
-    resp_parser = Http1Parser(Kind.RESPONSE)
-    resp_parser.expect_response_to("GET")
-    resp_parser.feed(NGINX_RESPONSE)
-    rhead = resp_parser.next_event()
-    assert isinstance(head, RequestHead) and isinstance(rhead, ResponseHead)
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = SetWriter(Path(tmp), SetInfo(name="s", created=0.0, app_command="bench"))
-        recorder = Recorder(writer)
+    head, rhead = _nginx_heads()
 
-        def run() -> None:
-            for _ in range(n):
-                active = recorder.begin_test_now(head.method, head.target, head.headers)
-                assert active is not None
-                req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
-                resp_sink.write(NGINX_BODY)
-                bodies = (req_sink.finish(), resp_sink.finish())
-                assert isinstance(bodies[0], bytes) and isinstance(bodies[1], bytes)
-                kept = recorder.end_test_wire(
-                    active,
-                    b"".join([NGINX_REQUEST]),
-                    b"".join([NGINX_RESPONSE]),
-                    (head.headers, rhead.headers),
-                    head.target,
-                    (bodies[0], bodies[1]),
-                    time.time(),
-                    0.001,
-                )
-                assert kept
+    def one(recorder: Recorder) -> None:
+        active = recorder.begin_test_now(head.method, head.target, head.headers)
+        assert active is not None
+        req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
+        resp_sink.write(NGINX_BODY)
+        bodies = (req_sink.finish(), resp_sink.finish())
+        assert isinstance(bodies[0], bytes) and isinstance(bodies[1], bytes)
+        kept = recorder.end_test_wire(
+            active,
+            b"".join([NGINX_REQUEST]),
+            b"".join([NGINX_RESPONSE]),
+            (head.headers, rhead.headers),
+            head.target,
+            (bodies[0], bodies[1]),
+            time.time(),
+            0.001,
+        )
+        assert kept
 
-        async def measure() -> tuple[float, float]:
-            return timed(run, n)
-
-        try:
-            return asyncio.run(measure())
-        finally:
-            writer.close()
+    return _timed_recording(n, one)
 
 
 def main() -> None:

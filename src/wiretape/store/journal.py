@@ -287,32 +287,21 @@ def wire_exchange(request: bytes, response: bytes) -> tuple[HttpRequest, HttpRes
 def decode(line: bytes, bodies: Path) -> Record:
     d = json.loads(line.decode("utf-8", "surrogateescape"))
     kind = d["k"]
-    if kind == "test" and "wq" in d:
-        req, resp = wire_exchange(base64.b64decode(d["wq"]), base64.b64decode(d["ws"]))
-        test = TestCase(
-            id=d["id"],
-            request=req,
-            response=resp,
-            started=float(d["sa"]),
-            duration=float(d["d"]),
-        )
-        return Record(
-            "test",
-            test=test,
-            test_id=test.id,
-            mocks=tuple(_decode_mock(m, bodies) for m in d["mocks"]),
-        )
     if kind == "test":
-        test = TestCase(
-            id=d["id"],
-            request=_decode_request(d["rq"], bodies),
-            response=_decode_response(d["rs"], bodies),
-            error=d["e"],
-            noise=tuple(d["n"]),
-            started=float(d["sa"]),
-            duration=float(d["d"]),
-            upgraded=bool(d["u"]),
-        )
+        if "wq" in d:  # kept as its wire bytes
+            req, resp = wire_exchange(base64.b64decode(d["wq"]), base64.b64decode(d["ws"]))
+            test = TestCase(d["id"], req, resp, started=float(d["sa"]), duration=float(d["d"]))
+        else:
+            test = TestCase(
+                id=d["id"],
+                request=_decode_request(d["rq"], bodies),
+                response=_decode_response(d["rs"], bodies),
+                error=d["e"],
+                noise=tuple(d["n"]),
+                started=float(d["sa"]),
+                duration=float(d["d"]),
+                upgraded=bool(d["u"]),
+            )
         return Record(
             "test",
             test=test,
