@@ -104,7 +104,14 @@ TARGETS = {
     "nginx": NginxTarget("nginx", "/data.json", None, WORK),
     "shop": ShopTarget("shop", "/api/products", "/healthz", EXAMPLES_DIR, SHOP_ENV),
 }
-CONFIGS = ("direct", "wiretape", "wiretape-concurrent", "python-forward", "mitmdump")
+CONFIGS = (
+    "direct",
+    "wiretape",
+    "wiretape-concurrent",
+    "python-forward",
+    "python-forward-lane",
+    "mitmdump",
+)
 
 
 def _start_direct(target: Target, port: int) -> Proc:
@@ -212,8 +219,10 @@ def stack(target: Target, config: str, profile: Path | None = None) -> Iterator[
             rmtree(SETS_DIR / set_name)
             rmtree(SETS_DIR / ".runs")  # the app's log of this recording
         return
-    if config == "python-forward":
+    if config in ("python-forward", "python-forward-lane"):
         argv = [sys.executable, str(BENCH_DIR / "pyforward.py"), str(listen), str(app_port)]
+        if config == "python-forward-lane":
+            argv.append("--lane")
     elif config == "mitmdump":
         argv = [
             str(MITMDUMP),

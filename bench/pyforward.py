@@ -7,13 +7,21 @@ connection. Its throughput is what a single-threaded Python proxy can reach on t
 all: two more sockets per request, one ``recv`` and one ``send`` on each, and the event loop's
 dispatch. wiretape's record proxy is read against this as well as against ``direct``.
 
-    python bench/pyforward.py LISTEN_PORT APP_PORT
+With ``--lane`` (the ``python-forward-lane`` column) it also keeps wiretape's record lane: one
+request in flight to the app at a time, across all connections, the others waiting in arrival
+order. It knows just enough HTTP for the benchmark's traffic: requests without a body, one per
+write, and responses framed by ``Content-Length``. It is the floor of a lane proxy here: a
+request pays the same wake-ups of a waiting app and a waiting client as in wiretape's lane,
+and nothing else.
+
+    python bench/pyforward.py LISTEN_PORT APP_PORT [--lane]
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections import deque
 from typing import cast
 
 
@@ -81,9 +89,101 @@ class _Client(_Side):
             side.pending.clear()
 
 
-async def serve(listen: int, app_port: int) -> None:
+class _Lane:
+    """One request in flight at a time, across all connections."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: deque[tuple[_LaneClient, bytes]] = deque()
+
+    def send(self, client: _LaneClient, request: bytes) -> None:
+        if self.busy:
+            self.waiting.append((client, request))
+        else:
+            self.busy = True
+            client.forward(request)
+
+    def release(self) -> None:
+        if self.waiting:
+            client, request = self.waiting.popleft()
+            client.forward(request)
+        else:
+            self.busy = False
+
+
+class _LaneUpstream(_Side):
+    """The app side: counts the response's bytes, and passes the lane on at its end."""
+
+    def __init__(self, lane: _Lane) -> None:
+        super().__init__()
+        self.lane = lane
+        self.head = b""
+        self.left = -1  # body bytes still to come; -1 while the head is incomplete
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        assert peer is not None and peer.transport is not None
+        peer.transport.write(data)
+        if self.left < 0:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = self.head.lower().partition(b"\r\ncontent-length:")[2].partition(b"\r\n")
+            self.left = int(length[0] or 0) - (len(self.head) - end - 4)
+            self.head = b""
+        else:
+            self.left -= len(data)
+        if self.left == 0:
+            self.left = -1
+            self.lane.release()
+
+
+class _LaneClient(_Side):
+    def __init__(self, app_port: int, lane: _Lane) -> None:
+        super().__init__()
+        self.app_port = app_port
+        self.lane = lane
+        self.up: _LaneUpstream | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        up = _LaneUpstream(self.lane)
+        try:
+            await asyncio.get_running_loop().create_connection(
+                lambda: up, "127.0.0.1", self.app_port
+            )
+        except OSError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        up.peer, self.peer, self.up = self, up, up
+        for data in self.pending:
+            self.data_received(data)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.up is None:
+            self.pending.append(data)
+        else:
+            self.lane.send(self, data)
+
+    def forward(self, request: bytes) -> None:
+        assert self.up is not None and self.up.transport is not None
+        self.up.transport.write(request)
+
+
+async def serve(listen: int, app_port: int, lane: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Client(app_port), "127.0.0.1", listen)
+    the_lane = _Lane()
+    server = await loop.create_server(
+        (lambda: _LaneClient(app_port, the_lane)) if lane else (lambda: _Client(app_port)),
+        "127.0.0.1",
+        listen,
+    )
     async with server:
         await server.serve_forever()
 
@@ -95,7 +195,7 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))
+    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2]), lane="--lane" in sys.argv[3:]))
 
 
 if __name__ == "__main__":

@@ -93,11 +93,7 @@ def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
             "| front CPU µs/req | non-2xx / errors |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        configs = [
-            c
-            for c in ("direct", "wiretape", "wiretape-concurrent", "python-forward", "mitmdump")
-            if any(s.config == c for s in group)
-        ]
+        configs = [c for c in inbound.CONFIGS if any(s.config == c for s in group)]
         for config in configs:
             mine = [s for s in group if s.config == config]
             is_me, is_direct = _is(config), _is("direct")
@@ -112,7 +108,7 @@ def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
                 f"| {_cpu(mine, target, config)} | {bad[0]} / {bad[1]} |"
             )
             verdict[f"{target}.c{conns}.{config}.rps_x_direct"] = rps_x
-        for wt in ("wiretape", "wiretape-concurrent", "python-forward"):
+        for wt in ("wiretape", "wiretape-concurrent", "python-forward", "python-forward-lane"):
             vs = _round_ratios(group, _is(wt), _is("mitmdump"), lambda s: s.rps)
             if vs:
                 verdict[f"{target}.c{conns}.{wt}.rps_x_mitmdump"] = median(vs)
@@ -221,12 +217,13 @@ def targets_table(verdict: dict[str, float]) -> str:
                     f"| wiretape ≥ 10× mitmdump, nginx, c{conns}, `{cfg}` | {_ratio(x)} "
                     f"| {met(x, 10)} |"
                 )
-        x = verdict.get(f"nginx.c{conns}.python-forward.rps_x_mitmdump", math.nan)
-        if not math.isnan(x):
-            rows.append(
-                f"| (the floor) `python-forward` × mitmdump, nginx, c{conns} | {_ratio(x)} "
-                "| for reference |"
-            )
+        for floor in ("python-forward", "python-forward-lane"):
+            x = verdict.get(f"nginx.c{conns}.{floor}.rps_x_mitmdump", math.nan)
+            if not math.isnan(x):
+                rows.append(
+                    f"| (the floor) `{floor}` × mitmdump, nginx, c{conns} | {_ratio(x)} "
+                    "| for reference |"
+                )
     for key, x in sorted(verdict.items()):
         if key.endswith("wiretape_x_wiremock"):
             rows.append(
@@ -309,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", choices=("inbound", "mock"), action="append")
     p.add_argument("--targets", default="nginx,shop", help="inbound targets (nginx,shop)")
     p.add_argument(
-        "--configs", default="direct,wiretape,wiretape-concurrent,python-forward,mitmdump"
+        "--configs",
+        default="direct,wiretape,wiretape-concurrent,python-forward,python-forward-lane,mitmdump",
     )
     p.add_argument("--conns", help="wrk -c values for the inbound benchmark (8,1; quick: 8)")
     p.add_argument("--mock-sizes", default="1000,10000")
