@@ -101,14 +101,15 @@ class _Lane:
             self.waiting.append((client, request))
         else:
             self.busy = True
-            client.forward(request)
+            if not client.forward(request):
+                self.release()
 
     def release(self) -> None:
-        if self.waiting:
+        while self.waiting:
             client, request = self.waiting.popleft()
-            client.forward(request)
-        else:
-            self.busy = False
+            if client.forward(request):
+                return
+        self.busy = False
 
 
 class _LaneUpstream(_Side):
@@ -119,6 +120,13 @@ class _LaneUpstream(_Side):
         self.lane = lane
         self.head = b""
         self.left = -1  # body bytes still to come; -1 while the head is incomplete
+        self.in_flight = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.in_flight:  # the answer will not come: the lane passes on
+            self.in_flight = False
+            self.lane.release()
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -136,6 +144,7 @@ class _LaneUpstream(_Side):
             self.left -= len(data)
         if self.left == 0:
             self.left = -1
+            self.in_flight = False
             self.lane.release()
 
 
@@ -145,6 +154,7 @@ class _LaneClient(_Side):
         self.app_port = app_port
         self.lane = lane
         self.up: _LaneUpstream | None = None
+        self.ended = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -171,9 +181,21 @@ class _LaneClient(_Side):
         else:
             self.lane.send(self, data)
 
-    def forward(self, request: bytes) -> None:
-        assert self.up is not None and self.up.transport is not None
-        self.up.transport.write(request)
+    def eof_received(self) -> bool:
+        # The client is done: its app connection goes too (releasing the lane if it held it).
+        self.ended = True
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.close()
+        return False
+
+    def forward(self, request: bytes) -> bool:
+        """Send ``request`` to the app; False if this connection is gone (the lane goes on)."""
+        up = self.up
+        if self.ended or up is None or up.transport is None or up.transport.is_closing():
+            return False
+        up.in_flight = True
+        up.transport.write(request)
+        return True
 
 
 async def serve(listen: int, app_port: int, lane: bool = False) -> None:

@@ -77,6 +77,17 @@ def _round_ratios(
 # --- report -----------------------------------------------------------------------------------
 
 
+# The inbound benchmark's configurations, in table order (``inbound.CONFIGS``).
+INBOUND_CONFIGS = (
+    "direct",
+    "wiretape",
+    "wiretape-concurrent",
+    "python-forward",
+    "python-forward-lane",
+    "mitmdump",
+)
+
+
 def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
     lines: list[str] = []
     verdict: dict[str, float] = {}
@@ -93,7 +104,7 @@ def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
             "| front CPU µs/req | non-2xx / errors |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        configs = [c for c in inbound.CONFIGS if any(s.config == c for s in group)]
+        configs = [c for c in INBOUND_CONFIGS if any(s.config == c for s in group)]
         for config in configs:
             mine = [s for s in group if s.config == config]
             is_me, is_direct = _is(config), _is("direct")
