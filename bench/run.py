@@ -27,6 +27,7 @@ from typing import Any
 
 import harness
 from harness import LOGS, WORK, Sample, log, median, peer_status
+from inbound import CONFIGS as INBOUND_CONFIGS
 
 RESULTS = WORK / "results"
 
@@ -75,17 +76,6 @@ def _round_ratios(
 
 
 # --- report -----------------------------------------------------------------------------------
-
-
-# The inbound benchmark's configurations, in table order (``inbound.CONFIGS``).
-INBOUND_CONFIGS = (
-    "direct",
-    "wiretape",
-    "wiretape-concurrent",
-    "python-forward",
-    "python-forward-lane",
-    "mitmdump",
-)
 
 
 def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:

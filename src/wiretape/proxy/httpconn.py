@@ -520,12 +520,7 @@ class HttpSession:
     ) -> Finished:
         """The finished exchange, for the hooks; ``bodies`` when the sinks are finished."""
         if bodies is None:
-            bodies = (x.req_sink.finish(), b"")
-            if response is not None:
-                sink = x.resp_sink
-                assert sink is not None
-                x.resp_sink = None
-                bodies = (bodies[0], sink.finish())
+            bodies = self._finish_bodies(x, response is not None)
         resp = x.reply
         if response is not None:
             rhead, trailers = response
@@ -546,6 +541,15 @@ class HttpSession:
             duration=time.perf_counter() - x.started,
             upgraded=self.upstream is not None and self.upstream.parser.switched,
         )
+
+    def _finish_bodies(self, x: _Exchange, responded: bool) -> tuple[Body, Body]:
+        """The request body, and the response body if the upstream answered (else empty)."""
+        request = x.req_sink.finish()
+        if not responded:
+            return request, b""
+        sink, x.resp_sink = x.resp_sink, None
+        assert sink is not None
+        return request, sink.finish()
 
     def _goes_on(self, x: _Exchange, resp: HttpResponse | ResponseHead | None) -> bool:
         """Whether the connection serves another request after this exchange."""
@@ -923,10 +927,7 @@ class HttpSession:
     def _finish_inline(self, x: _Exchange, response: tuple[ResponseHead, Headers]) -> None:
         hooks = self._inline_hooks
         assert hooks is not None
-        sink = x.resp_sink
-        assert sink is not None
-        x.resp_sink = None
-        bodies = (x.req_sink.finish(), sink.finish())
+        bodies = self._finish_bodies(x, True)
         self._open = None
         self._phase = _IDLE
         # Either call may admit another connection's request.

@@ -229,9 +229,7 @@ class Recorder:
         if not self.secrets.wire_is_clean((request, response), headers, target, bodies):
             return False
         try:
-            self._active.pop(active.id, None)
-            if active.trace_id is not None:
-                self._by_trace.pop(active.trace_id, None)
+            self._forget(active)
             self.writer.add_wire_test(
                 active.id, request, response, started, duration, active.mocks
             ).result()
@@ -242,10 +240,14 @@ class Recorder:
                 self.lane.release()
         return True
 
-    def _write_test(self, active: ActiveTest, done: Finished) -> Future[None]:
+    def _forget(self, active: ActiveTest) -> None:
+        """``active`` is over: calls made from now on are not its own."""
         self._active.pop(active.id, None)
         if active.trace_id is not None:
             self._by_trace.pop(active.trace_id, None)
+
+    def _write_test(self, active: ActiveTest, done: Finished) -> Future[None]:
+        self._forget(active)
         test = TestCase(
             id=active.id,
             request=self.secrets.redact_request(done.request),
