@@ -125,8 +125,33 @@ FORMAT_MARKERS = (
 )  # fmt: skip
 
 
-_MARKERS_RE = re.compile("|".join(re.escape(marker) for marker in FORMAT_MARKERS))
-_MARKERS_BYTES_RE = re.compile(b"|".join(re.escape(marker.encode()) for marker in FORMAT_MARKERS))
+_Trie = dict[str, "_Trie"]
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regular expression matching exactly ``words``, factored by common prefixes
+    (``A(?:KIA|SIA)`` for ``AKIA|ASIA``): the regex engine then tries one branch per first
+    character rather than every word at every position where some word could start."""
+    trie: _Trie = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}  # a word ends here
+
+    def emit(node: _Trie) -> str:
+        branches = [re.escape(ch) + emit(child) for ch, child in node.items() if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(trie)
+
+
+_MARKERS_PATTERN = _trie_pattern(FORMAT_MARKERS)
+_MARKERS_RE = re.compile(_MARKERS_PATTERN)
+_MARKERS_BYTES_RE = re.compile(_MARKERS_PATTERN.encode("ascii"))
 
 
 def may_hold_format(text: str) -> bool:
@@ -166,8 +191,8 @@ class KeyRule:
         self._word_sets = [frozenset(words) for words in self._patterns]
         self._all_ascii = all(w.isascii() for words in self._patterns for w in words)
         self._ascii_words = [tuple(w.encode() for w in words) for words in self._patterns]
-        words = sorted({w for ws in self._ascii_words for w in ws}, key=len, reverse=True)
-        self._any_word = re.compile(b"|".join(map(re.escape, words))) if words else None
+        words = sorted({w for ws in self._patterns for w in ws if w.isascii()})
+        self._any_word = re.compile(_trie_pattern(words).encode("ascii")) if words else None
         self._cache: dict[str, bool] = {}
 
     def may_occur(self, text: str) -> bool:

@@ -20,8 +20,9 @@ Headers = tuple[tuple[str, str], ...]
 def header_get(headers: Headers, name: str) -> str | None:
     """The first value of header ``name`` (case-insensitive), or None."""
     lname = name.lower()
+    size = len(lname)
     for key, value in headers:
-        if key.lower() == lname:
+        if len(key) == size and key.lower() == lname:  # most names differ in length: no lower()
             return value
     return None
 
@@ -29,7 +30,8 @@ def header_get(headers: Headers, name: str) -> str | None:
 def header_all(headers: Headers, name: str) -> list[str]:
     """Every value of header ``name`` in order (case-insensitive)."""
     lname = name.lower()
-    return [value for key, value in headers if key.lower() == lname]
+    size = len(lname)
+    return [value for key, value in headers if len(key) == size and key.lower() == lname]
 
 
 def header_tokens(headers: Headers, name: str) -> set[str]:

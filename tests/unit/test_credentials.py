@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wiretape.credentials import (
+    FORMAT_MARKERS,
     FORMATS,
     FORMATS_RE,
     KeyRule,
+    _trie_pattern,
     format_kinds,
     may_hold_format,
+    may_hold_format_bytes,
     split_words,
 )
 
@@ -133,6 +140,30 @@ def test_the_quick_checks_find_every_spelling_of_a_name_and_every_format() -> No
     for value in (AWS, GITHUB, GITHUB_PAT, SLACK, STRIPE_RESTRICTED, OPENAI, GOOGLE, PEM):
         assert may_hold_format(f"x {value} y"), value
     assert not may_hold_format('{"user": "ann", "id": 7}')
+
+
+# Text made of the markers' own pieces, so that near misses and overlaps come up often.
+_PIECES = st.sampled_from(
+    [*FORMAT_MARKERS, *(m[:-1] for m in FORMAT_MARKERS), *(m[1:] for m in FORMAT_MARKERS)]
+)
+_TEXT = st.lists(st.one_of(_PIECES, st.text(alphabet="Agx_swPk-. yh", max_size=3))).map("".join)
+
+
+@given(_TEXT)
+def test_the_marker_check_finds_a_marker_exactly_when_one_occurs(text: str) -> None:
+    expected = any(marker in text for marker in FORMAT_MARKERS)
+    assert may_hold_format(text) is expected
+    assert may_hold_format_bytes(text.encode("ascii")) is expected
+
+
+@given(st.lists(st.text(alphabet="abcp", min_size=1, max_size=4), min_size=1), st.text("abcp"))
+def test_a_prefix_factored_pattern_matches_the_same_as_the_plain_alternation(
+    words: list[str], text: str
+) -> None:
+    factored = re.compile(_trie_pattern(words))
+    plain = re.compile("|".join(map(re.escape, sorted(set(words), key=len, reverse=True))))
+    assert (factored.fullmatch(text) is not None) == (text in words)
+    assert (factored.search(text) is not None) == (plain.search(text) is not None)
 
 
 FORMAT_EXAMPLES = [

@@ -132,6 +132,10 @@ class _State(enum.Enum):
     CLOSED = "closed"  # the peer closed at a message boundary
     ERROR = "error"
 
+    # Members are singletons: identity hashing, in C (Enum's own hashes the name in Python,
+    # and ``next_event`` looks a state up in ``_handlers`` for every event).
+    __hash__ = object.__hash__
+
 
 _IN_MESSAGE = frozenset(
     {
@@ -162,7 +166,6 @@ _FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 _TARGET = re.compile(r"[\x21-\x7e\x80-\xff]+")
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _AUTHORITY = re.compile(r"[^/?#@\s]+:[0-9]+")
-_STATUS = re.compile(r"[0-9]{3}")
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n\x00]*)?")
 _LENGTH = re.compile(r"[0-9]{1,18}")
 _COMPACT_AT = 1 << 16
@@ -359,7 +362,9 @@ class Http1Parser:
     def _slice(self, start: int, end: int) -> bytes:
         if start >= end:
             return b""
-        with memoryview(self._buf)[start:end] as view:
+        if end - start <= 4096:  # small: one copy through a bytearray slice is quicker
+            return bytes(self._buf[start:end])
+        with memoryview(self._buf)[start:end] as view:  # large: copied once
             return view.tobytes()
 
     def _incomplete(self) -> ProtocolError | None:
@@ -450,14 +455,15 @@ class Http1Parser:
         version = parts[0]
         _check_version(version, offset)
         code = parts[1] if len(parts) > 1 else ""
-        if not _STATUS.fullmatch(code) or code[0] == "0":
+        if not (len(code) == 3 and code.isascii() and code.isdigit()) or code[0] == "0":
             raise ProtocolError(
                 f"malformed status line {line[:200]!r}: the status code must be three digits "
                 "from 100 to 999",
                 offset,
             )
         reason = parts[2] if len(parts) > 2 else ""
-        if not _FIELD_VALUE.fullmatch(reason):
+        # A printable phrase (the usual case) has no control character; else the full check.
+        if not reason.isprintable() and not _FIELD_VALUE.fullmatch(reason):
             raise ProtocolError(f"control character in reason phrase {reason[:200]!r}", offset)
         status = int(code)
         headers = _parse_fields(fields, offset + len(line) + 2)
@@ -655,6 +661,14 @@ def _tokens(values: Iterable[str]) -> list[str]:
 
 def _framing(special: dict[str, list[str]], offset: int, *, request: bool) -> tuple[_Framing, int]:
     """How the body of a message that may have one is delimited (RFC 9112 §6.3)."""
+    if "transfer-encoding" not in special:  # the usual case: no length, or one plain one
+        given = special.get("content-length")
+        if given is None:
+            return (_Framing.NONE, 0) if request else (_Framing.UNTIL_EOF, 0)
+        if len(given) == 1:
+            single = given[0]
+            if 0 < len(single) <= 18 and single.isascii() and single.isdigit():
+                return _Framing.LENGTH, int(single)
     codings = _tokens(special.get("transfer-encoding", ()))
     if codings:
         if codings.count("chunked") > 1 or "chunked" in codings[:-1]:
@@ -812,6 +826,11 @@ def encode_request(req: HttpRequest) -> bytes:
 
 def is_keep_alive(version: str, headers: Headers) -> bool:
     """Whether the connection stays open after this message (RFC 9112 §9.3)."""
+    for name, _ in headers:
+        if len(name) == 10 and name.lower() == "connection":
+            break
+    else:  # the usual case: no Connection header at all
+        return version == "HTTP/1.1"
     tokens = header_tokens(headers, "connection")
     if "close" in tokens:
         return False

@@ -35,7 +35,7 @@ from wiretape.model import (
 from wiretape.proxy.httpconn import BodySink, Finished
 from wiretape.secrets import Secrets
 from wiretape.store.format import test_id_for
-from wiretape.store.writer import SetWriter
+from wiretape.store.writer import SetWriter, wait_written
 
 
 def trace_id_of(headers: Headers) -> str | None:
@@ -201,7 +201,7 @@ class Recorder:
         """``end_test`` without a task. A journal append is done when it returns, so waiting for
         the test to be durable does not block; the lane passes on only after that."""
         try:
-            self._write_test(active, done).result()
+            wait_written(self._write_test(active, done))
             self._changed()
         finally:
             if not self.concurrent:
@@ -230,9 +230,11 @@ class Recorder:
             return False
         try:
             self._forget(active)
-            self.writer.add_wire_test(
-                active.id, request, response, started, duration, active.mocks
-            ).result()
+            wait_written(
+                self.writer.add_wire_test(
+                    active.id, request, response, started, duration, active.mocks
+                )
+            )
             self.tests += 1
             self._changed()
         finally:

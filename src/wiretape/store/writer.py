@@ -154,6 +154,12 @@ def _written() -> Future[None]:
 _WRITTEN = _written()
 
 
+def wait_written(future: Future[None]) -> None:
+    """``future.result()``, without its lock for the usual append that is done already."""
+    if future is not _WRITTEN:
+        future.result()
+
+
 class SetWriter:
     """Writes one test set under ``root/<info.name>``: journal first, YAML in the background."""
 
