@@ -30,7 +30,6 @@ from wiretape.model import (
     body_bytes,
     body_size,
     header_all,
-    header_tokens,
 )
 
 __all__ = [
@@ -826,12 +825,13 @@ def encode_request(req: HttpRequest) -> bytes:
 
 def is_keep_alive(version: str, headers: Headers) -> bool:
     """Whether the connection stays open after this message (RFC 9112 §9.3)."""
-    for name, _ in headers:
-        if len(name) == 10 and name.lower() == "connection":
-            break
-    else:  # the usual case: no Connection header at all
-        return version == "HTTP/1.1"
-    tokens = header_tokens(headers, "connection")
+    tokens: set[str] = set()
+    for name, value in headers:
+        if len(name) == 10 and name.lower() == "connection":  # lower() only a likely name
+            for token in value.lower().split(","):
+                token = token.strip()
+                if token:
+                    tokens.add(token)
     if "close" in tokens:
         return False
     if version == "HTTP/1.1":

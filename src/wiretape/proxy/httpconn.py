@@ -955,7 +955,7 @@ class HttpSession:
             self._stop(_CLOSE)
         elif self._client_closed or cast(SocketStream, self.client).paused_writing:
             self._stop(None)  # the task reads what is left
-        else:
+        elif self.parser.buffered:  # a pipelined request; else the next bytes call _advance
             self._advance()
 
 

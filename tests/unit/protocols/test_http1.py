@@ -250,7 +250,9 @@ def test_content_length_forms(value: bytes) -> None:
     assert len([e for e in events if isinstance(e, RequestHead)]) == 2
 
 
-@pytest.mark.parametrize("value", [b"-1", b"abc", b"", b"5, 6", b"1" * 19, b"+5", b"0x5", b"5 5"])
+@pytest.mark.parametrize(
+    "value", [b"-1", b"abc", b"", b"5, 6", b"1" * 19, b"+5", b"0x5", b"5 5", b"\xb2", b"1\xb9"]
+)
 def test_bad_content_length(value: bytes) -> None:
     error = parse_error(Kind.REQUEST, b"POST / HTTP/1.1\r\nContent-Length: " + value + b"\r\n\r\n")
     assert "Content-Length" in error.message
@@ -849,7 +851,33 @@ def test_encode_request_round_trips() -> None:
         ("HTTP/1.0", (("Connection", "keep-alive"),), True),
         ("HTTP/1.0", (("Connection", "Keep-Alive"), ("Connection", "close")), False),
         ("HTTP/0.9", (), False),
+        ("HTTP/1.1", (("CONNECTION", " close "),), False),
+        ("HTTP/1.1", (("Connections", "close"), ("X-Connection", "close")), True),
+        ("HTTP/1.1", (("Connection", "keep-alive"), ("connection", "close")), False),
     ],
 )
 def test_is_keep_alive(version: str, headers: tuple[tuple[str, str], ...], expected: bool) -> None:
     assert is_keep_alive(version, headers) is expected
+
+
+@pytest.mark.parametrize(
+    ("status_line", "accepted"),
+    [
+        (b"HTTP/1.1 200 OK", True),
+        (b"HTTP/1.1 404 ", True),
+        (b"HTTP/1.1 200 \xe9t\xe9 ok", True),  # obs-text in a reason phrase
+        (b"HTTP/1.1 200 tab\there", True),
+        (b"HTTP/1.1 2\xb2\xb2 OK", False),  # digits, but not ASCII ones
+        (b"HTTP/1.1 099 OK", False),
+        (b"HTTP/1.1 20 OK", False),
+        (b"HTTP/1.1 2000 OK", False),
+        (b"HTTP/1.1 200 O\x01K", False),
+        (b"HTTP/1.1 200 O\x7fK", False),
+    ],
+)
+def test_status_line_checks(status_line: bytes, accepted: bool) -> None:
+    data = status_line + b"\r\nContent-Length: 0\r\n\r\n"
+    if accepted:
+        assert isinstance(parse(Kind.RESPONSE, data, methods=("GET",))[0], ResponseHead)
+    else:
+        parse_error(Kind.RESPONSE, data, methods=("GET",))

@@ -366,6 +366,4 @@ def test_any_interleaving_of_messages_is_tracked_without_errors(
         again = request_for(exchange.request.data)
         assert again.key == exchange.request.key
         data = exchange.response_data()
-        assert [encode(m) for m in decode_messages(data)] == [
-            encode(m) for m in exchange.messages
-        ]
+        assert [encode(m) for m in decode_messages(data)] == [encode(m) for m in exchange.messages]
