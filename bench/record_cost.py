@@ -34,6 +34,7 @@ from typing import Any
 from wiretape.config import DepConfig
 from wiretape.match.index import MockIndex
 from wiretape.model import (
+    Body,
     HttpRequest,
     HttpResponse,
     LinkKind,
@@ -67,7 +68,7 @@ from wiretape.proxy import redis as redis_proxy
 from wiretape.proxy.httpconn import Finished
 from wiretape.proxy.postgres import PgMockServer, PgRecordHooks, _RecordConnection
 from wiretape.proxy.tls import client_context
-from wiretape.runner.recorder import Recorder
+from wiretape.runner.recorder import ActiveTest, Recorder
 from wiretape.secrets import Secrets
 from wiretape.store.writer import SetWriter
 
@@ -327,6 +328,15 @@ def _timed_recording(n: int, one: Callable[[Recorder], None]) -> tuple[float, fl
             writer.close()
 
 
+def _begin_nginx_test(recorder: Recorder, head: RequestHead) -> tuple[ActiveTest, Body, Body]:
+    """A test begun in the lane, and its two bodies as the proxy's sinks hand them over."""
+    active = recorder.begin_test_now(head.method, head.target, head.headers)
+    assert active is not None
+    req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
+    resp_sink.write(NGINX_BODY)
+    return active, req_sink.finish(), resp_sink.finish()
+
+
 def http_test_recorded(n: int) -> tuple[float, float]:
     """What the inbound proxy does to record one finished exchange, in lane mode: ``begin_test_now``
     and ``end_test_now`` (the test's id, redaction, ``TestCase``, the journal record and its
@@ -334,12 +344,9 @@ def http_test_recorded(n: int) -> tuple[float, float]:
     head, rhead = _nginx_heads()
 
     def one(recorder: Recorder) -> None:
-        active = recorder.begin_test_now(head.method, head.target, head.headers)
-        assert active is not None
-        req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
-        resp_sink.write(NGINX_BODY)
-        request = HttpRequest(head.method, head.target, head.headers, req_sink.finish())
-        response = HttpResponse(200, "OK", rhead.headers, resp_sink.finish())
+        active, req_body, resp_body = _begin_nginx_test(recorder, head)
+        request = HttpRequest(head.method, head.target, head.headers, req_body)
+        response = HttpResponse(200, "OK", rhead.headers, resp_body)
         done = Finished(request, response, None, time.time(), 0.001)
         recorder.end_test_now(active, done)
 
@@ -353,11 +360,7 @@ def http_test_recorded_wire(n: int) -> tuple[float, float]:
     head, rhead = _nginx_heads()
 
     def one(recorder: Recorder) -> None:
-        active = recorder.begin_test_now(head.method, head.target, head.headers)
-        assert active is not None
-        req_sink, resp_sink = recorder.new_sink(), recorder.new_sink()
-        resp_sink.write(NGINX_BODY)
-        bodies = (req_sink.finish(), resp_sink.finish())
+        active, *bodies = _begin_nginx_test(recorder, head)
         assert isinstance(bodies[0], bytes) and isinstance(bodies[1], bytes)
         kept = recorder.end_test_wire(
             active,

@@ -36,9 +36,15 @@ def header_all(headers: Headers, name: str) -> list[str]:
 
 def header_tokens(headers: Headers, name: str) -> set[str]:
     """The lower-cased comma-separated tokens of every ``name`` header."""
+    lname = name.lower()
+    size = len(lname)
     tokens: set[str] = set()
-    for value in header_all(headers, name):
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    for key, value in headers:  # one pass, no generators: the proxy asks for every message
+        if len(key) == size and key.lower() == lname:
+            for token in value.lower().split(","):
+                token = token.strip()
+                if token:
+                    tokens.add(token)
     return tokens
 
 

@@ -30,6 +30,7 @@ from wiretape.model import (
     body_bytes,
     body_size,
     header_all,
+    header_tokens,
 )
 
 __all__ = [
@@ -825,13 +826,7 @@ def encode_request(req: HttpRequest) -> bytes:
 
 def is_keep_alive(version: str, headers: Headers) -> bool:
     """Whether the connection stays open after this message (RFC 9112 §9.3)."""
-    tokens: set[str] = set()
-    for name, value in headers:
-        if len(name) == 10 and name.lower() == "connection":  # lower() only a likely name
-            for token in value.lower().split(","):
-                token = token.strip()
-                if token:
-                    tokens.add(token)
+    tokens = header_tokens(headers, "connection")
     if "close" in tokens:
         return False
     if version == "HTTP/1.1":
