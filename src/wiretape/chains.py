@@ -26,12 +26,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
 from wiretape.compare.paths import format_path, parse_path
-from wiretape.model import Chain, HttpRequest, HttpResponse, TestCase, body_bytes, header_all
+from wiretape.model import (
+    Chain,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    TestCase,
+    body_bytes,
+    header_all,
+)
 
 __all__ = ["detect", "substitute", "value_at"]
 
@@ -97,61 +105,147 @@ def _forms(value: str) -> tuple[str, ...]:
     return (value,) if encoded == value else (value, encoded)
 
 
+@dataclass(frozen=True, slots=True)
+class _Searched:
+    """The parts of a request that ``uses`` searches, worked out once per request."""
+
+    headers: Headers
+    target: str
+    leaves: list[tuple[tuple[str | int, ...], str]] | None  # a JSON body's string leaves
+    text: str  # any other body, as text ("" when none, too large, or JSON)
+
+    @classmethod
+    def of(cls, req: HttpRequest) -> _Searched:
+        data = body_bytes(req.body) if isinstance(req.body, bytes) else b""
+        leaves = None
+        text = ""
+        if data and len(data) <= MAX_BODY:
+            body = _json(data)
+            if body is not None:
+                leaves = list(_leaves(body, ("body",)))
+            else:
+                text = data.decode("utf-8", "replace")
+        return cls(req.headers, req.target, leaves, text)
+
+    def strings(self) -> set[str]:
+        """Every string a value could be found in: header values, the target, the body."""
+        found = {value for _, value in self.headers}
+        found.add(self.target)
+        if self.leaves is not None:
+            found.update(leaf for _, leaf in self.leaves)
+        elif self.text:
+            found.add(self.text)
+        return found
+
+    def where(self, value: str, forms: tuple[str, ...]) -> list[str]:
+        where = [format_path(("header", name)) for name, header in self.headers if value in header]
+        if any(form in self.target for form in forms):
+            where.append("target")
+        if self.leaves is not None:
+            where.extend(format_path(at) for at, leaf in self.leaves if value in leaf)
+        elif any(form in self.text for form in forms):
+            where.append("body")
+        return where
+
+
 def uses(req: HttpRequest, value: str) -> list[str]:
     """Where ``req`` carries ``value``: ``header.Name``, ``target`` or ``body`` paths."""
-    where: list[str] = []
-    forms = _forms(value)
-    for name, header in req.headers:
-        if value in header:
-            where.append(format_path(("header", name)))
-    if any(form in req.target for form in forms):
-        where.append("target")
-    data = body_bytes(req.body) if isinstance(req.body, bytes) else b""
-    if data and len(data) <= MAX_BODY:
-        body = _json(data)
-        if body is not None:
-            where.extend(format_path(at) for at, leaf in _leaves(body, ("body",)) if value in leaf)
-        else:
-            text = data.decode("utf-8", "replace")
-            if any(form in text for form in forms):
-                where.append("body")
-    return where
+    return _Searched.of(req).where(value, _forms(value))
+
+
+# Below this many values a request is searched for each value in turn (a C substring search per
+# value). From it on, through an index of the values by a window of _KEY characters each, so the
+# cost of a request follows its own length, not the number of values the set has handed out.
+_DIRECT_SEARCH = 64
+_KEY = MIN_LENGTH
+# The window of a value is its least shared one when the value is first seen: ids with a common
+# prefix ("ord-0000…") and timestamps of the same day spread over many windows, and a window is
+# shared by few values.
+_WINDOWS_TRIED = 64
+
+
+class _Sources:
+    """The values responses have handed out so far, each with its latest source."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[str, str]] = {}  # value -> (source test, path)
+        self._forms: dict[str, tuple[str, ...]] = {}  # in the order values were first seen
+        self._order: dict[str, int] = {}
+        # window -> (form, offset of the window in the form, value)
+        self._by_window: dict[str, list[tuple[str, int, str]]] = {}
+
+    def add(self, value: str, source: str, path: str) -> None:
+        if value not in self.latest:
+            assert len(value) >= _KEY, "sources hands out no shorter value"
+            forms = _forms(value)  # an encoded form is never shorter
+            self._forms[value] = forms
+            self._order[value] = len(self._order)
+            for form in forms:
+                self._index(form, value)
+        self.latest[value] = (source, path)
+
+    def _index(self, form: str, value: str) -> None:
+        by_window = self._by_window
+        best, load = 0, -1
+        for offset in range(min(len(form) - _KEY, _WINDOWS_TRIED - 1), -1, -1):
+            shared = len(by_window.get(form[offset : offset + _KEY], ()))
+            if load < 0 or shared < load:
+                best, load = offset, shared
+                if not shared:
+                    break
+        by_window.setdefault(form[best : best + _KEY], []).append((form, best, value))
+
+    def forms(self, value: str) -> tuple[str, ...]:
+        return self._forms[value]
+
+    def found_in(self, strings: set[str]) -> list[str]:
+        """The values one of whose forms occurs in one of ``strings``, in first-seen order.
+
+        Every value ``uses`` would find is among them (it searches a subset of these strings
+        for a subset of these forms).
+        """
+        if len(self._forms) < _DIRECT_SEARCH:
+            return [
+                value
+                for value, forms in self._forms.items()
+                if any(form in s for s in strings for form in forms)
+            ]
+        found: set[str] = set()
+        by_window = self._by_window
+        for s in strings:
+            for i in range(len(s) - _KEY + 1):
+                bucket = by_window.get(s[i : i + _KEY])
+                if bucket is not None:
+                    for form, offset, value in bucket:
+                        if i >= offset and s.startswith(form, i - offset):
+                            found.add(value)
+        return sorted(found, key=self._order.__getitem__)
 
 
 def detect(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:
     """The chains of a recorded set: test id -> the chained values its request uses."""
-    latest: dict[str, tuple[str, str]] = {}  # value -> (source test, path)
+    seen = _Sources()
     sent_before: set[str] = set()  # values some earlier request already carried
     chains: dict[str, tuple[Chain, ...]] = {}
     for test in tests:
+        searched = _Searched.of(test.request)
+        own = searched.strings()
         found: list[Chain] = []
-        for value, (source, path) in latest.items():
-            where = uses(test.request, value)
+        for value in seen.found_in(own):
+            where = searched.where(value, seen.forms(value))
             if where:
+                source, path = seen.latest[value]
                 found.append(Chain(source=source, path=path, value=value, targets=tuple(where)))
         if found:
             chains[test.id] = tuple(found)
-        own = _request_strings(test.request)
         sent_before.update(own)
         if test.response is None:
             continue
         for path, value in sources(test.response):
             if value in sent_before or any(value in s for s in own):
                 continue
-            latest[value] = (test.id, path)
+            seen.add(value, test.id, path)
     return chains
-
-
-def _request_strings(req: HttpRequest) -> set[str]:
-    strings = {value for _, value in req.headers}
-    strings.add(req.target)
-    data = body_bytes(req.body) if isinstance(req.body, bytes) else b""
-    body = _json(data)
-    if body is not None:
-        strings.update(leaf for _, leaf in _leaves(body, ()))
-    elif data and len(data) <= MAX_BODY:
-        strings.add(data.decode("utf-8", "replace"))
-    return strings
 
 
 def value_at(resp: HttpResponse, path: str) -> str | None:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from urllib.parse import quote
 
-from wiretape.chains import detect, substitute, value_at
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wiretape import chains as chains_module
+from wiretape.chains import detect, sources, substitute, uses, value_at
 from wiretape.model import Chain, HttpRequest, HttpResponse, TestCase
 
 JSON = (("Content-Type", "application/json"),)
@@ -106,3 +113,125 @@ def test_value_at_reads_paths_cookies_and_headers() -> None:
     assert value_at(resp, "cookie.sid") == "xyz"
     assert value_at(resp, "header.Location") == "/next"
     assert value_at(resp, "body.missing") is None
+
+
+# -- detection at scale: the index finds exactly what a search of every value finds ------------
+
+
+def detect_by_every_value(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:
+    """The definition of ``detect``, written the slow way: every value handed out so far is
+    searched for in every later request."""
+    latest: dict[str, tuple[str, str]] = {}
+    sent_before: set[str] = set()
+    found_chains: dict[str, tuple[Chain, ...]] = {}
+    for test in tests:
+        found = [
+            Chain(source=source, path=path, value=value, targets=tuple(where))
+            for value, (source, path) in latest.items()
+            if (where := uses(test.request, value))
+        ]
+        if found:
+            found_chains[test.id] = tuple(found)
+        own = chains_module._Searched.of(test.request).strings()
+        sent_before.update(own)
+        if test.response is None:
+            continue
+        for path, value in sources(test.response):
+            if value in sent_before or any(value in s for s in own):
+                continue
+            latest[value] = (test.id, path)
+    return found_chains
+
+
+# Few letters, so that values often contain, extend or repeat one another; "/", " " and "%" make
+# percent-encoded forms differ from the values.
+_piece = st.text(alphabet="ab/ %9", min_size=1, max_size=4)
+_value = st.lists(_piece, min_size=1, max_size=4).map("".join)
+
+
+@st.composite
+def _sets(draw: st.DrawFn) -> list[TestCase]:
+    tests = []
+    handed_out: list[str] = []
+    for n in range(draw(st.integers(1, 14))):
+        # A request carries values some response handed out (whole, or as part of a longer
+        # string), and new ones.
+        earlier = st.sampled_from(handed_out) if handed_out else _value
+        carried = draw(
+            st.lists(
+                st.one_of(_value, earlier, st.tuples(_piece, earlier, _piece).map("".join)),
+                max_size=4,
+            )
+        )
+        where = draw(st.sampled_from(["target", "header", "json", "text"]))
+        target = "/r"
+        if where == "target":
+            target += "/" + "/".join(quote_part(v, draw(st.booleans())) for v in carried)
+        headers: tuple[tuple[str, str], ...] = ()
+        body: bytes = b""
+        if where == "header":
+            headers = (("X-Ref", "Bearer " + " ".join(carried)),)
+        elif where == "json":
+            body = json.dumps({"refs": carried}).encode()
+            headers = JSON
+        elif where == "text":
+            body = "&".join(f"v={quote_part(v, draw(st.booleans()))}" for v in carried).encode()
+        handed = draw(st.lists(st.one_of(_value, earlier), max_size=12))
+        handed_out.extend(handed)
+        answer = json.dumps({"items": handed}).encode()
+        cookie = draw(st.one_of(st.none(), st.from_regex(r"[a-z0-9]{6,9}", fullmatch=True)))
+        answer_headers = JSON + ((("Set-Cookie", f"sid={cookie}"),) if cookie else ())
+        req = HttpRequest("POST" if body else "GET", target, headers, body)
+        resp = HttpResponse(200, "OK", answer_headers, answer)
+        tests.append(TestCase(id=f"{n:04d}-t", request=req, response=resp))
+    return tests
+
+
+def quote_part(value: str, encode: bool) -> str:
+    return quote(value, safe="") if encode else value
+
+
+@pytest.mark.parametrize("direct_below", [0, 10**9], ids=["index", "direct"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tests=_sets())
+def test_detect_finds_what_searching_every_value_finds(
+    tests: list[TestCase], direct_below: int
+) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chains_module, "_DIRECT_SEARCH", direct_below)
+        assert detect(tests) == detect_by_every_value(tests)
+
+
+def test_a_request_is_searched_only_for_values_it_contains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """3,000 orders, each answered with a new id that no later request uses: no value is ever
+    searched for in a request. (Searching every value handed out so far in every request took
+    time in the square of the set's size: minutes at a few thousand tests.)"""
+    searched: list[str] = []
+    where = chains_module._Searched.where
+
+    def counting(self: chains_module._Searched, value: str, forms: tuple[str, ...]) -> list[str]:
+        searched.append(value)
+        return where(self, value, forms)
+
+    monkeypatch.setattr(chains_module._Searched, "where", counting)
+    tests = [
+        recorded(n, "POST", "/orders", {"sku": f"sku-{n % 7}"}, answer={"id": f"ord-{n:08d}"})
+        for n in range(3000)
+    ]
+    tests.append(recorded(3000, "GET", "/orders/ord-00002999"))
+    found = detect(tests)
+    assert found == {"3000-t": (Chain("2999-t", "body.id", "ord-00002999", ("target",)),)}
+    assert searched == ["ord-00002999"]
+
+
+def test_values_with_a_common_prefix_spread_over_the_index() -> None:
+    """Ids share their prefix and timestamps their date: each value is indexed by a window few
+    others share, so finding one costs a few checks, not one per id handed out so far."""
+    seen = chains_module._Sources()
+    for n in range(3000):
+        seen.add(f"ord-{n:08d}", "t", "body.id")
+        seen.add(f"2026-11-21T10:{n // 60 % 60:02d}:{n % 60:02d}Z", "t", "body.created")
+    assert max(len(bucket) for bucket in seen._by_window.values()) <= 8
+    assert seen.found_in({"/api/orders/ord-00002999?x=1"}) == ["ord-00002999"]
