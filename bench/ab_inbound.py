@@ -8,8 +8,9 @@ Each revision is checked out once into ``bench/.work/ab/<sha>`` (``git worktree`
 generated config), with its own ``src`` first on ``PYTHONPATH``. Rounds alternate the order
 (A then B, B then A), so drift on a shared machine hits both alike. Each measurement is a warm-up
 load then ``wrk -t1 -c8`` for ``--duration`` seconds; the CPU of the ``record`` process (user +
-system, all threads) is divided by the requests wrk completed. Prints every round and the
-medians.
+system, all threads) is divided by the requests wrk completed, and the time ``record`` takes to
+stop (SIGINT to exit: the set's YAML files are written then) by the tests it wrote. Prints every
+round and the medians.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def checkout(rev: str) -> str:
     return str(tree / "src")
 
 
-def measure(src: str, target: str, config: str, duration: float) -> tuple[float, float, float]:
-    """req/s, and user and system CPU µs per request of ``wiretape record`` from ``src``."""
+def measure(
+    src: str, target: str, config: str, duration: float
+) -> tuple[float, float, float, float]:
+    """req/s, user and system CPU µs per request of ``wiretape record`` from ``src``, and the
+    ms per recorded test it took to stop."""
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = src
     try:
@@ -63,7 +67,8 @@ def measure(src: str, target: str, config: str, duration: float) -> tuple[float,
         else:
             os.environ["PYTHONPATH"] = before
     n = max(res.requests, 1)
-    return res.rps, (cpu1[0] - cpu0[0]) / n * 1e6, (cpu1[1] - cpu0[1]) / n * 1e6
+    stop = front.notes["stop_s"] / max(front.notes["tests_written"], 1) * 1e3
+    return res.rps, (cpu1[0] - cpu0[0]) / n * 1e6, (cpu1[1] - cpu0[1]) / n * 1e6, stop
 
 
 def main() -> int:
@@ -76,25 +81,27 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=4.0)
     args = p.parse_args()
     revs = {args.rev_a: checkout(args.rev_a), args.rev_b: checkout(args.rev_b)}
-    results: dict[str, list[tuple[float, float, float]]] = {rev: [] for rev in revs}
+    results: dict[str, list[tuple[float, float, float, float]]] = {rev: [] for rev in revs}
     for rnd in range(args.rounds):
         order = list(revs) if rnd % 2 == 0 else list(reversed(revs))
         for rev in order:
-            rps, user, system = measure(revs[rev], args.target, args.config, args.duration)
-            results[rev].append((rps, user, system))
+            rps, user, system, stop = measure(revs[rev], args.target, args.config, args.duration)
+            results[rev].append((rps, user, system, stop))
             log(
                 f"round {rnd + 1} {rev}: {rps:,.0f} req/s, "
-                f"{user + system:.0f} µs CPU/request ({user:.0f} user + {system:.0f} sys)"
+                f"{user + system:.0f} µs CPU/request ({user:.0f} user + {system:.0f} sys), "
+                f"stop {stop:.3f} ms/test"
             )
     print(f"\n{args.target}, `{args.config}`, wrk -t1 -c8, median of {args.rounds} rounds\n")
-    print("| revision | req/s | CPU µs/request | user | sys |")
-    print("|---|---:|---:|---:|---:|")
+    print("| revision | req/s | CPU µs/request | user | sys | stop ms/test |")
+    print("|---|---:|---:|---:|---:|---:|")
     for rev, rows in results.items():
         rps = statistics.median(r[0] for r in rows)
         cpu = statistics.median(r[1] + r[2] for r in rows)
         user = statistics.median(r[1] for r in rows)
         system = statistics.median(r[2] for r in rows)
-        print(f"| `{rev}` | {rps:,.0f} | {cpu:.0f} | {user:.0f} | {system:.0f} |")
+        stop = statistics.median(r[3] for r in rows)
+        print(f"| `{rev}` | {rps:,.0f} | {cpu:.0f} | {user:.0f} | {system:.0f} | {stop:.3f} |")
     return 0
 
 

@@ -41,7 +41,7 @@ from wiretape.model import (
     header_all,
 )
 
-__all__ = ["detect", "substitute", "value_at"]
+__all__ = ["Detector", "detect", "substitute", "value_at"]
 
 MIN_LENGTH = 6
 MAX_BODY = 1 << 20  # bodies larger than this are not searched
@@ -222,12 +222,17 @@ class _Sources:
         return sorted(found, key=self._order.__getitem__)
 
 
-def detect(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:
-    """The chains of a recorded set: test id -> the chained values its request uses."""
-    seen = _Sources()
-    sent_before: set[str] = set()  # values some earlier request already carried
-    chains: dict[str, tuple[Chain, ...]] = {}
-    for test in tests:
+class Detector:
+    """``detect``, one test at a time, in recorded order: what ``SetWriter`` runs as it writes
+    a recording's tests."""
+
+    def __init__(self) -> None:
+        self._seen = _Sources()
+        self._sent_before: set[str] = set()  # values some earlier request already carried
+
+    def add(self, test: TestCase) -> tuple[Chain, ...]:
+        """The chains of ``test``, the next test in recorded order."""
+        seen = self._seen
         searched = _Searched.of(test.request)
         own = searched.strings()
         found: list[Chain] = []
@@ -236,16 +241,19 @@ def detect(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:
             if where:
                 source, path = seen.latest[value]
                 found.append(Chain(source=source, path=path, value=value, targets=tuple(where)))
-        if found:
-            chains[test.id] = tuple(found)
-        sent_before.update(own)
-        if test.response is None:
-            continue
-        for path, value in sources(test.response):
-            if value in sent_before or any(value in s for s in own):
-                continue
-            seen.add(value, test.id, path)
-    return chains
+        self._sent_before.update(own)
+        if test.response is not None:
+            for path, value in sources(test.response):
+                if value in self._sent_before or any(value in s for s in own):
+                    continue
+                seen.add(value, test.id, path)
+        return tuple(found)
+
+
+def detect(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:
+    """The chains of a recorded set: test id -> the chained values its request uses."""
+    detector = Detector()
+    return {test.id: found for test in tests if (found := detector.add(test))}
 
 
 def value_at(resp: HttpResponse, path: str) -> str | None:

@@ -27,7 +27,6 @@ from wiretape.runner.app import AppProcess
 from wiretape.runner.console import Live, say
 from wiretape.runner.recorder import Recorder
 from wiretape.runner.stage import Stage
-from wiretape.runner.templatize import templatize
 from wiretape.secrets import Secrets, ensure_gitignore, secrets_path
 from wiretape.store.writer import SetWriter
 
@@ -155,10 +154,9 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         writer.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    chained = templatize(writer.path)
-    if chained.chains:
+    if writer.chains:
         say(
-            f"found {chained.chains} chained value(s) (tokens, ids) that replay will follow",
+            f"found {writer.chains} chained value(s) (tokens, ids) that replay will follow",
             quiet=opts.quiet,
         )
     say(

@@ -1,7 +1,8 @@
 """``wiretape templatize``: find chained values in a recorded set and write them into its tests.
 
-``wiretape record`` runs this when it closes a set, so a fresh set replays with its chains; the
-command runs it again on an existing set (for example one recorded before, or after editing).
+``wiretape record`` finds the same chains as it writes a set (``SetWriter``), so a fresh set replays
+with its chains; this command runs detection again on an existing set (for example one recorded
+before, or after editing).
 """
 
 from __future__ import annotations

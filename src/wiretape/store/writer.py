@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import os
 import secrets
 import shutil
@@ -35,6 +36,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from wiretape import __version__
+from wiretape.chains import Detector
 from wiretape.errors import StoreError
 from wiretape.model import BlobRef, Body, Mock, SetInfo, TestCase
 from wiretape.store import format as fmt
@@ -54,6 +56,37 @@ SESSION_FILE = "_session.yaml"
 _SPACE_HINT = "check free disk space and permissions on the test set folder"
 
 IDLE_SECONDS = 0.05  # quiet time before the background thread writes YAML
+
+# Tests reach the journal as they finish, which with --concurrent is not always the order they
+# began in. Chains are found in the order tests began, so a test that finished early waits for
+# those begun before it, up to this many tests; past that (a test that never finished) the
+# earliest waiting one goes on.
+CHAIN_WINDOW = 256
+
+
+class _InOrder:
+    """Tests back in the order they began (their index), from the order they finished in."""
+
+    def __init__(self) -> None:
+        self._next = 1  # test indexes start at 1
+        self._waiting: list[tuple[int, str, TestCase]] = []
+
+    def push(self, test: TestCase) -> list[TestCase]:
+        """Add ``test``; return the tests whose turn it is now, in order."""
+        heapq.heappush(self._waiting, (test.index, test.id, test))
+        ready = []
+        waiting = self._waiting
+        while waiting and (waiting[0][0] <= self._next or len(waiting) > CHAIN_WINDOW):
+            index, _, first = heapq.heappop(waiting)
+            self._next = max(self._next, index + 1)
+            ready.append(first)
+        return ready
+
+    def rest(self) -> list[TestCase]:
+        """Every test still waiting, in order (the recording is over)."""
+        ready = [test for _, _, test in sorted(self._waiting)]
+        self._waiting.clear()
+        return ready
 
 
 class BodySpool:
@@ -194,6 +227,9 @@ class SetWriter:
                 str(self._journal_path), f"cannot create the journal: {exc}", _SPACE_HINT
             ) from exc
         self._session_seen = False  # the journal holds session records
+        self._detector = Detector()
+        self._in_order = _InOrder()
+        self.chains = 0  # chained values found in the tests written so far
         self._deferred: list[bytes] = []
         self._error: BaseException | None = None
         self._closed = False
@@ -399,8 +435,7 @@ class SetWriter:
                 assert record.test is not None
                 if record.mocks:  # a test that caused no mock has no mocks file
                     self._write_mocks(record.test.id, record.mocks)
-                doc = fmt.test_to_doc(record.test, self._bodies, fsync=self._fsync)
-                self._write(self._tests / f"{record.test.id}.yaml", dump(doc))
+                self._chain(record.test)
             elif record.kind == "late":
                 assert record.test_id is not None
                 self._append_mocks(record.test_id, record.mocks)
@@ -410,9 +445,33 @@ class SetWriter:
             if self._busy():
                 self._wake.set()
                 break
-        if final and self._session_seen:
-            self._write_session(offset)
+        if final:
+            for test in self._in_order.rest():
+                self._with_chains(test, written=True)
+            if self._session_seen:
+                self._write_session(offset)
         return offset
+
+    def _chain(self, test: TestCase) -> None:
+        """Write ``test`` with the chains it has; one that must wait for its turn (see
+        ``CHAIN_WINDOW``) is written now and again then, if it has chains."""
+        ready = self._in_order.push(test)
+        if not any(t is test for t in ready):
+            self._write_test(test)
+        for turn in ready:
+            self._with_chains(turn, written=turn is not test)
+
+    def _with_chains(self, test: TestCase, *, written: bool) -> None:
+        chains = self._detector.add(test)
+        if chains:
+            self.chains += len(chains)
+            test = dataclasses.replace(test, chains=chains)
+        if chains or not written:
+            self._write_test(test)
+
+    def _write_test(self, test: TestCase) -> None:
+        doc = fmt.test_to_doc(test, self._bodies, fsync=self._fsync)
+        self._write(self._tests / f"{test.id}.yaml", dump(doc))
 
     def _write_session(self, end: int) -> None:
         """``mocks/_session.yaml`` from the journal's session records before ``end``, one mock
