@@ -165,8 +165,10 @@ async def _run_tests(
     failed = 0
     total = len(test_set.tests)
     base_noise = (*cfg.noise, *test_set.info.noise)
+    sources: set[str] | None = None  # the tests whose live answers are kept
     if responses is None:
-        responses = {}  # live answers, for chained values
+        responses = {}  # live answers, for chained values: only those that later tests need
+        sources = {chain.source for test in test_set.tests for chain in test.chains}
     try:
         for done, test in enumerate(test_set.tests):
             live.show(render_progress(done, total, failed) + f"  {test.id}")
@@ -182,6 +184,8 @@ async def _run_tests(
                 responses=responses,
                 strict_set=test_set.info.strict_values,
             )
+            if sources is not None and test.id not in sources:
+                responses.pop(test.id, None)
             if result.status in ("failed", "error"):
                 failed += 1
             results.append(result)
