@@ -292,6 +292,8 @@ def _exact_json(data: bytes) -> dict[str, Any] | None:
     """``{json: value, ...}`` when the bytes can be rebuilt exactly from ``value``, else None."""
     try:
         text = data.decode("utf-8")
+        if not text or text[0].isspace() or text[-1].isspace():
+            return None  # json.dumps writes no white space around a document, in any style
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         return None

@@ -116,6 +116,8 @@ def test_json_scalar_needs_a_json_content_type(tmp_path: Path) -> None:
         b"[1e400]",
         b"[1.0E5]",
         b'{"a":1}\n',
+        b' {"a":1}',
+        b"[1]\r\n",
         b'{"a" : 1}',
         b'["\\ud800"]',
         b"[" + b"9" * 5000 + b"]",
