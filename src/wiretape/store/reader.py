@@ -146,8 +146,10 @@ def _merge_journal(
 ) -> tuple[list[TestCase], dict[str, tuple[Mock, ...]], tuple[Mock, ...]]:
     """Lay the journal of an unfinished recording over its YAML files.
 
-    A test in the journal is taken from there with its mocks (the YAML may not have been
-    written yet, or may lack late mocks); session mocks are merged by id.
+    A test whose YAML file was written is taken from that file: it was made from the same
+    journal record, and may since have gained chains, learned noise or a hand edit, which must
+    not be lost. The other tests come from the journal. Every test's mocks come from the journal
+    (a mocks file may lack the late ones); session mocks are merged by id.
     """
     by_id = {t.id: t for t in tests}
     journal_mocks: dict[str, list[Mock]] = {}
@@ -155,7 +157,7 @@ def _merge_journal(
     extra_session: list[Mock] = []
     for record, _ in journal.read(path / journal.JOURNAL_FILE, path / "bodies"):
         if record.kind == "test" and record.test is not None:
-            by_id[record.test.id] = record.test
+            by_id.setdefault(record.test.id, record.test)
             journal_mocks[record.test.id] = list(record.mocks)
         elif record.kind == "late" and record.test_id in journal_mocks:
             journal_mocks[record.test_id].extend(record.mocks)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -639,3 +640,28 @@ def test_the_session_file_is_streamed_from_the_journal_in_order(tmp_path: Path) 
     # The same mocks dumped as one document read back the same.
     whole = yamlio.load(text, source="session")
     assert [d["id"] for d in whole["mocks"]] == [m.id for m in loaded.session]
+
+
+def test_an_unfinished_recording_keeps_what_was_written_into_its_test_files(
+    tmp_path: Path,
+) -> None:
+    """Learned noise, chains or a hand edit saved into the test file of a recording that never
+    closed (killed, or still running) is what loads, not the journal's copy of the test."""
+    w = SetWriter(tmp_path, info())
+    try:
+        first, second = case(1), case(2)
+        w.add_test(first, [mock("a")]).result(timeout=10)
+        target = w.path / "tests" / f"{first.id}.yaml"
+        deadline = time.monotonic() + 10
+        while not target.is_file() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert target.is_file()
+        reader.save_test(w.path, dataclasses.replace(first, noise=("body.ok",)))
+        w.add_test(second, []).result(timeout=10)  # still only in the journal, maybe
+        loaded = reader.load_set(w.path)
+        assert loaded.info.closed is False
+        assert [t.noise for t in loaded.tests] == [("body.ok",), ()]
+        assert [m.id for m in loaded.mocks[first.id]] == ["a"]
+    finally:
+        w.close()
+    assert reader.load_set(w.path).tests[0].noise == ("body.ok",)
