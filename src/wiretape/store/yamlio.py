@@ -92,8 +92,81 @@ class Dumper(_BaseDumper):
         return node
 
 
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _NotPlain(Exception):
+    """A node the plain builder leaves to PyYAML's constructor."""
+
+
 class Loader(_BaseLoader):
-    pass
+    """The safe loader, with a lean builder for the plain documents the store writes.
+
+    PyYAML's constructor is generic (tags, anchors, merge keys, recursion bookkeeping) and
+    takes most of a load. Mappings, sequences and str, int, float, bool and null scalars are
+    built directly here, the scalars by the safe constructor's own methods; a document with
+    anything else (another tag, a merge key, a node reached twice through an alias, an
+    unhashable key, nesting too deep) is built by PyYAML's constructor instead, so the result,
+    or the error, is always the safe loader's.
+    """
+
+    _resolved: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
+
+    # No path resolvers are registered, so libyaml's per-node bookkeeping calls can be no-ops.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> Any:
+        # Called for every node; short scalars (keys, header names, small values) repeat.
+        if kind is not yaml.ScalarNode or len(value) > 40:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        key = (value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+            if len(self._resolved) < 4096:
+                self._resolved[key] = tag
+        return tag
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        try:
+            return self._build(node, set())
+        except (_NotPlain, RecursionError):
+            return super().construct_document(node)
+
+    def _build(self, node: yaml.Node, seen: set[int]) -> Any:
+        tag = node.tag
+        if tag == _STR and type(node) is yaml.ScalarNode:
+            return node.value
+        if tag == _MAP and type(node) is yaml.MappingNode:
+            if id(node) in seen:
+                raise _NotPlain
+            seen.add(id(node))
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._build(key_node, seen)
+                if type(key) in (dict, list):
+                    raise _NotPlain
+                mapping[key] = self._build(value_node, seen)
+            return mapping
+        if tag == _SEQ and type(node) is yaml.SequenceNode:
+            if id(node) in seen:
+                raise _NotPlain
+            seen.add(id(node))
+            return [self._build(item, seen) for item in node.value]
+        if type(node) is yaml.ScalarNode:
+            if tag == _INT:
+                return self.construct_yaml_int(node)
+            if tag == _NULL:
+                return None
+            if tag == _BOOL:
+                return self.construct_yaml_bool(node)
+            if tag == _FLOAT:
+                return self.construct_yaml_float(node)
+        raise _NotPlain
 
 
 def store_error(where: str, problem: str, hint: str) -> StoreError:
