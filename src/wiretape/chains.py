@@ -25,6 +25,7 @@ chains: on replay the live token replaces the placeholder before the secrets fil
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
@@ -101,7 +102,7 @@ def sources(resp: HttpResponse) -> list[tuple[str, str]]:
 
 
 def _forms(value: str) -> tuple[str, ...]:
-    encoded = quote(value, safe="")
+    encoded = _quote(value)
     return (value,) if encoded == value else (value, encoded)
 
 
@@ -138,7 +139,11 @@ class _Searched:
         return found
 
     def where(self, value: str, forms: tuple[str, ...]) -> list[str]:
-        where = [format_path(("header", name)) for name, header in self.headers if value in header]
+        where = [
+            format_path(("header", name))
+            for name, header in self.headers
+            if value in header and name  # a nameless header (a hand edit) has no path
+        ]
         if any(form in self.target for form in forms):
             where.append("target")
         if self.leaves is not None:
@@ -305,11 +310,8 @@ def _replace_value(req: HttpRequest, old: str, new: str) -> HttpRequest:
     headers = tuple((name, value.replace(old, new)) for name, value in req.headers)
     # In the target the new value is percent-encoded where it needs to be (a "/" or a space in
     # a token must not split the path).
-    encoded_new = quote(new, safe="-._~")
-    target = req.target.replace(old, encoded_new)
-    encoded_old = quote(old, safe="")
-    if encoded_old != old:
-        target = target.replace(encoded_old, encoded_new)
+    encoded_new = _quote(new, "-._~")
+    target = _swap(req.target, {old: encoded_new, _quote(old): encoded_new})
     body = req.body
     if isinstance(body, bytes) and body:
         body = _replace_in_body(body, old, new)
@@ -317,15 +319,45 @@ def _replace_value(req: HttpRequest, old: str, new: str) -> HttpRequest:
 
 
 def _replace_in_body(data: bytes, old: str, new: str) -> bytes:
-    parsed = _json(data)
-    if parsed is not None:
+    if _json(data) is not None:
         # JSON escapes differ from the raw text only for quotes, backslashes and control
-        # characters; replacing the encoded forms keeps the body's own layout.
-        old_json = json.dumps(old, ensure_ascii=False)[1:-1]
-        new_json = json.dumps(new, ensure_ascii=False)[1:-1]
-        return data.replace(old_json.encode(), new_json.encode())
-    out = data.replace(old.encode(), new.encode())
-    encoded_old, encoded_new = quote(old, safe=""), quote(new, safe="")
-    if encoded_old != old:
-        out = out.replace(encoded_old.encode(), encoded_new.encode())
-    return out
+        # characters, and for the rest of Unicode when the client escapes it (``\u00e9``):
+        # replacing the encoded forms keeps the body's own layout.
+        pairs = [
+            (json.dumps(old, ensure_ascii=False)[1:-1], json.dumps(new, ensure_ascii=False)[1:-1]),
+            (json.dumps(old)[1:-1], json.dumps(new)[1:-1]),
+        ]
+    else:
+        pairs = [(old, new), (_quote(old), _quote(new))]
+    forms: dict[bytes, bytes] = {}
+    for form, replacement in pairs:  # where two forms of the old value agree, the first wins
+        forms.setdefault(_utf8(form), _utf8(replacement))
+    return _swap_bytes(data, forms)
+
+
+def _quote(value: str, safe: str = "") -> str:
+    # A lone surrogate (JSON can escape one) has no UTF-8 form; its bytes are kept as they are.
+    return quote(value, safe=safe, errors="surrogatepass")
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _swap(text: str, forms: dict[str, str]) -> str:
+    """``text`` with every occurrence of a key of ``forms`` replaced by its value, in one pass:
+    a replacement is never replaced again, even when it holds a key."""
+    keys = sorted((k for k in forms if k), key=len, reverse=True)
+    if len(keys) <= 1:
+        return text.replace(keys[0], forms[keys[0]]) if keys else text
+    pattern = re.compile("|".join(re.escape(k) for k in keys))
+    return pattern.sub(lambda m: forms[m.group()], text)
+
+
+def _swap_bytes(data: bytes, forms: dict[bytes, bytes]) -> bytes:
+    """``_swap`` for bytes."""
+    keys = sorted((k for k in forms if k), key=len, reverse=True)
+    if len(keys) <= 1:
+        return data.replace(keys[0], forms[keys[0]]) if keys else data
+    pattern = re.compile(b"|".join(re.escape(k) for k in keys))
+    return pattern.sub(lambda m: forms[m.group()], data)

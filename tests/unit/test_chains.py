@@ -235,3 +235,85 @@ def test_values_with_a_common_prefix_spread_over_the_index() -> None:
         seen.add(f"2026-11-21T10:{n // 60 % 60:02d}:{n % 60:02d}Z", "t", "body.created")
     assert max(len(bucket) for bucket in seen._by_window.values()) <= 8
     assert seen.found_in({"/api/orders/ord-00002999?x=1"}) == ["ord-00002999"]
+
+
+# -- hostile input: detection takes whatever a recording holds -----------------------------------
+
+_any_text = st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates too
+_json_text = st.recursive(
+    st.one_of(_any_text, st.integers(), st.none()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(_any_text, inner, max_size=3)
+    ),
+    max_leaves=8,
+).map(lambda v: json.dumps(v, ensure_ascii=True))  # lone surrogates travel as \ud800 escapes
+
+
+@st.composite
+def _hostile(draw: st.DrawFn) -> TestCase:
+    def body() -> bytes:
+        return draw(st.one_of(st.binary(max_size=40), _json_text.map(str.encode)))
+
+    def headers() -> tuple[tuple[str, str], ...]:
+        names = st.one_of(_any_text, st.sampled_from(["Set-Cookie", "X-Auth-Token", "Location"]))
+        return tuple(draw(st.lists(st.tuples(names, _any_text), max_size=3)))
+
+    req = HttpRequest("POST", draw(_any_text), headers(), body())
+    resp = HttpResponse(200, "OK", headers(), body())
+    return TestCase(id=f"{draw(st.integers(1, 9999)):04d}-t", request=req, response=resp)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tests=st.lists(_hostile(), max_size=6), repeat=st.booleans())
+def test_detection_and_substitution_take_any_recording(tests: list[TestCase], repeat: bool) -> None:
+    if repeat and tests:  # values handed out come back in later requests
+        tests = tests + [
+            TestCase(
+                id="9999-again",
+                request=HttpRequest("GET", "/x/" + t.response.body.decode("utf-8", "replace"), ()),
+                response=None,
+            )
+            for t in tests
+            if t.response is not None and isinstance(t.response.body, bytes)
+        ]
+    found = detect(tests)
+    live = {t.id: t.response for t in tests}
+    for test in tests:
+        substitute(test.request, found.get(test.id, ()), live)
+
+
+def test_a_value_no_url_can_carry_is_still_chained_where_it_travels() -> None:
+    """JSON may escape a lone surrogate, which has no UTF-8 form to percent-encode."""
+    odd = "\ud800abcdef"
+    tests = [
+        TestCase(
+            id="0001-t",
+            request=HttpRequest("GET", "/a", ()),
+            response=HttpResponse(200, "OK", JSON, b'{"id": "\\ud800abcdef"}'),
+        ),
+        recorded(2, "POST", "/b", {"ref": odd}),
+    ]
+    found = detect(tests)
+    assert found["0002-t"] == (Chain("0001-t", "body.id", odd, ("body.ref",)),)
+    live = HttpResponse(200, "OK", JSON, b'{"id": "\\udfffxyz123"}')
+    req, notes = substitute(tests[1].request, found["0002-t"], {"0001-t": live})
+    assert notes == [] and json.loads(req.body) == {"ref": "\udfffxyz123"}  # type: ignore[arg-type]
+
+
+def test_a_new_value_that_holds_the_old_one_is_put_in_once() -> None:
+    old, new = "ab cd12", "xab cd12y"  # the new value contains the old one, raw and encoded
+    chains = (Chain("0001-t", "body.id", old, ("target", "body")),)
+    live = {"0001-t": HttpResponse(200, "OK", JSON, json.dumps({"id": new}).encode())}
+    req = HttpRequest("POST", "/o/ab%20cd12?q=ab cd12", (), b"ref=ab%20cd12&raw=ab cd12")
+    got, _ = substitute(req, chains, live)
+    assert got.target == "/o/xab%20cd12y?q=xab%20cd12y"
+    assert got.body == b"ref=xab%20cd12y&raw=xab cd12y"
+
+
+def test_a_json_body_that_escapes_unicode_gets_the_new_value_escaped_too() -> None:
+    chains = (Chain("0001-t", "body.token", "tök-123456", ("body.t",)),)
+    live = {"0001-t": HttpResponse(200, "OK", JSON, json.dumps({"token": "neü-654321"}).encode())}
+    req = HttpRequest("POST", "/p", JSON, json.dumps({"t": "tök-123456", "n": 1}).encode())
+    assert b"\\u00f6" in req.body  # type: ignore[operator]
+    got, _ = substitute(req, chains, live)
+    assert got.body == json.dumps({"t": "neü-654321", "n": 1}).encode()
