@@ -41,19 +41,16 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 
 
-class Dumper(_BaseDumper):
-    """The safe dumper with a lean path for the plain types our documents are made of.
+class _LeanResolver(yaml.resolver.Resolver):
+    """Tag resolution for libyaml's dumper and loader, with less Python per node.
 
-    The result is the same as the safe representer's (insertion order, no aliases); skipping
-    its generic dispatch makes dumping a test about twice as fast.
+    No path resolvers are registered, so the per-node bookkeeping calls are no-ops; and a short
+    scalar (a key, a header name, a small value) repeats, so its tag is remembered. The tag of
+    a scalar depends on its text and on how it was written (plain or quoted), nothing else.
     """
 
     _resolved: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
 
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-    # No path resolvers are registered, so libyaml's per-node bookkeeping calls can be no-ops.
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         pass
 
@@ -61,7 +58,6 @@ class Dumper(_BaseDumper):
         pass
 
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> Any:
-        # libyaml asks this twice for every scalar; short strings (header names, keys) repeat.
         if kind is not yaml.ScalarNode or len(value) > 40:
             return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         key = (value, implicit)
@@ -71,6 +67,17 @@ class Dumper(_BaseDumper):
             if len(self._resolved) < 4096:
                 self._resolved[key] = tag
         return tag
+
+
+class Dumper(_LeanResolver, _BaseDumper):
+    """The safe dumper with a lean path for the plain types our documents are made of.
+
+    The result is the same as the safe representer's (insertion order, no aliases); skipping
+    its generic dispatch makes dumping a test about twice as fast.
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
     def represent_data(self, data: Any) -> yaml.Node:
         kind = type(data)
@@ -99,7 +106,7 @@ class _NotPlain(Exception):
     """A node the plain builder leaves to PyYAML's constructor."""
 
 
-class Loader(_BaseLoader):
+class Loader(_LeanResolver, _BaseLoader):
     """The safe loader, with a lean builder for the plain documents the store writes.
 
     PyYAML's constructor is generic (tags, anchors, merge keys, recursion bookkeeping) and
@@ -109,27 +116,6 @@ class Loader(_BaseLoader):
     unhashable key, nesting too deep) is built by PyYAML's constructor instead, so the result,
     or the error, is always the safe loader's.
     """
-
-    _resolved: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
-
-    # No path resolvers are registered, so libyaml's per-node bookkeeping calls can be no-ops.
-    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
-        pass
-
-    def ascend_resolver(self) -> None:
-        pass
-
-    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> Any:
-        # Called for every node; short scalars (keys, header names, small values) repeat.
-        if kind is not yaml.ScalarNode or len(value) > 40:
-            return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        key = (value, implicit)
-        tag = self._resolved.get(key)
-        if tag is None:
-            tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-            if len(self._resolved) < 4096:
-                self._resolved[key] = tag
-        return tag
 
     def construct_document(self, node: yaml.Node) -> Any:
         try:

@@ -511,12 +511,16 @@ def test_yaml_files_appear_while_recording_is_idle(tmp_path: Path) -> None:
     with SetWriter(tmp_path, info()) as w:
         t = case(1)
         w.add_test(t, [mock("a")]).result(timeout=10)
-        target = w.path / "tests" / f"{t.id}.yaml"
-        deadline = time.monotonic() + 10
-        while not target.is_file() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert target.is_file()
+        assert appears(w.path / "tests" / f"{t.id}.yaml")
         assert (w.path / "mocks" / f"{t.id}.yaml").is_file()
+
+
+def appears(path: Path, within: float = 10.0) -> bool:
+    """Whether ``path`` exists within ``within`` seconds (the writer thread makes it)."""
+    deadline = time.monotonic() + within
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path.is_file()
 
 
 def test_a_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
@@ -651,11 +655,7 @@ def test_an_unfinished_recording_keeps_what_was_written_into_its_test_files(
     try:
         first, second = case(1), case(2)
         w.add_test(first, [mock("a")]).result(timeout=10)
-        target = w.path / "tests" / f"{first.id}.yaml"
-        deadline = time.monotonic() + 10
-        while not target.is_file() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert target.is_file()
+        assert appears(w.path / "tests" / f"{first.id}.yaml")
         reader.save_test(w.path, dataclasses.replace(first, noise=("body.ok",)))
         w.add_test(second, []).result(timeout=10)  # still only in the journal, maybe
         loaded = reader.load_set(w.path)
