@@ -311,7 +311,8 @@ def _replace_value(req: HttpRequest, old: str, new: str) -> HttpRequest:
     # In the target the new value is percent-encoded where it needs to be (a "/" or a space in
     # a token must not split the path).
     encoded_new = _quote(new, "-._~")
-    target = _swap(req.target, {old: encoded_new, _quote(old): encoded_new})
+    target_forms = {_utf8(old): _utf8(encoded_new), _utf8(_quote(old)): _utf8(encoded_new)}
+    target = _swap(_utf8(req.target), target_forms).decode("utf-8", "surrogatepass")
     body = req.body
     if isinstance(body, bytes) and body:
         body = _replace_in_body(body, old, new)
@@ -332,7 +333,7 @@ def _replace_in_body(data: bytes, old: str, new: str) -> bytes:
     forms: dict[bytes, bytes] = {}
     for form, replacement in pairs:  # where two forms of the old value agree, the first wins
         forms.setdefault(_utf8(form), _utf8(replacement))
-    return _swap_bytes(data, forms)
+    return _swap(data, forms)
 
 
 def _quote(value: str, safe: str = "") -> str:
@@ -344,18 +345,9 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def _swap(text: str, forms: dict[str, str]) -> str:
-    """``text`` with every occurrence of a key of ``forms`` replaced by its value, in one pass:
+def _swap(data: bytes, forms: dict[bytes, bytes]) -> bytes:
+    """``data`` with every occurrence of a key of ``forms`` replaced by its value, in one pass:
     a replacement is never replaced again, even when it holds a key."""
-    keys = sorted((k for k in forms if k), key=len, reverse=True)
-    if len(keys) <= 1:
-        return text.replace(keys[0], forms[keys[0]]) if keys else text
-    pattern = re.compile("|".join(re.escape(k) for k in keys))
-    return pattern.sub(lambda m: forms[m.group()], text)
-
-
-def _swap_bytes(data: bytes, forms: dict[bytes, bytes]) -> bytes:
-    """``_swap`` for bytes."""
     keys = sorted((k for k in forms if k), key=len, reverse=True)
     if len(keys) <= 1:
         return data.replace(keys[0], forms[keys[0]]) if keys else data
