@@ -8,7 +8,9 @@ How this works: while recording, every credential in a request or a response bec
 - a non-empty string under a credential key (password, secret, token, api_key, ... and
   ``secrets.keys``) in a JSON body, a form body or the query string;
 - any text in a known credential format (cloud and provider keys, PEM private-key blocks) in a
-  header value, the request target or any body.
+  header value, the request target or any body;
+- the same formats in bytes that are not parsed (generic TCP turns), as placeholders padded to
+  the length of the value so that the bytes around them keep their offsets (``redact_bytes``).
 
 Bodies stay valid and keep their shape. A JSON body is rewritten token by token, so everything
 except the redacted strings keeps its bytes (a body stored as ``json:`` stays ``json:``); form
@@ -76,6 +78,8 @@ UNKNOWN_PREFIX = PREFIX + "unknown-"
 _SCHEMED = frozenset({"authorization", "proxy-authorization"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +(\S.*)$")
 _PLACEHOLDER = re.compile(re.escape(PREFIX) + r"[0-9]+")
+_PREFIX_BYTES = PREFIX.encode("ascii")
+_PLACEHOLDER_BYTES = re.compile(re.escape(_PREFIX_BYTES) + rb"[0-9]+(_*)")
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
 _FORM = "application/x-www-form-urlencoded"
 _BINARY_PREFIXES = ("image/", "audio/", "video/", "font/")
@@ -212,6 +216,65 @@ class Secrets:
             if self.keys.may_occur_ascii(body.lower()):
                 return False
         return True
+
+    # --- bytes that are not parsed (generic TCP) ------------------------------------------
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """``data`` with every known key format replaced by its placeholder, while recording.
+
+        For bytes wiretape does not parse: the generic TCP turns. A placeholder shorter than the
+        value it stands for is padded with ``_`` to the value's length (``_pad``), so offsets,
+        length prefixes and read sizes stay as they were. Only a value shorter than its
+        placeholder (a short Slack token) makes the bytes longer.
+        """
+        return _redact_raw(data, self.placeholder)
+
+    def redact_live_bytes(self, data: bytes) -> bytes:
+        """``redact_bytes`` for bytes seen while replaying: a value the table does not hold
+        becomes ``wiretape:secret:unknown-N``, and nothing is saved (for reports)."""
+        return _redact_raw(data, self._live)
+
+    def reveal_bytes(self, data: bytes) -> bytes:
+        """``redact_bytes`` undone for every placeholder whose value the table holds."""
+        if not self.values or _PREFIX_BYTES not in data:
+            return data
+
+        def one(match: re.Match[bytes]) -> bytes:
+            padding = match.group(1)
+            placeholder = match.group(0)[: len(match.group(0)) - len(padding)].decode("ascii")
+            value = self.values.get(placeholder)
+            if value is None:
+                return match.group(0)
+            # Underscores past the padding this value got were in the bytes already.
+            return _raw_value(value) + padding[max(0, len(value) - len(placeholder)) :]
+
+        return _PLACEHOLDER_BYTES.sub(one, data)
+
+    def redact_blob(self, blob: BlobRef) -> BlobRef:
+        """``redact_bytes`` for bytes spooled to a file: read whole only when a streaming look
+        finds a key format in them; the redacted bytes replace the file."""
+        if blob.size == 0 or blob.size > MAX_BODY:
+            return blob
+        for text in _text_pieces(blob, ()):
+            if may_hold_format(text):
+                data = _body_data(blob)
+                if data is None:
+                    return blob
+                new = self.redact_bytes(data)
+                return blob if new == data else _replace_blob(blob, new)
+        return blob
+
+    def reveal_raw(self, raw: bytes | BlobRef) -> bytes | BlobRef:
+        """``reveal_bytes`` for bytes kept whole or spooled to a file (read whole only when a
+        streaming look finds a placeholder in them)."""
+        if not self.values:
+            return raw
+        if isinstance(raw, bytes):
+            return self.reveal_bytes(raw)
+        if raw.size > MAX_BODY or not any(PREFIX in text for text in _text_pieces(raw, ())):
+            return raw
+        data = _body_data(raw)
+        return raw if data is None else self.reveal_bytes(data)
 
     # --- headers ---------------------------------------------------------------------------
 
@@ -603,6 +666,35 @@ def _formats(text: str, assign: Assign) -> str | None:
         return None
     new, count = FORMATS_RE.subn(lambda m: assign(m.group(0)), text)
     return new if count else None
+
+
+def _pad(placeholder: str, value: str) -> str:
+    """``placeholder`` padded with ``_`` to the length of ``value`` (when that is longer).
+
+    No key format ends before a digit, so the digits of the placeholder end where it does."""
+    return placeholder + "_" * (len(value) - len(placeholder))
+
+
+def _redact_raw(data: bytes, assign: Assign) -> bytes:
+    """``data`` with every known key format replaced by ``_pad(assign(value), value)``.
+
+    The bytes are read as latin-1, one character per byte, so any bytes go through and every
+    offset outside a replaced value stays what it was.
+    """
+    if not may_hold_format_bytes(data):
+        return data
+    text = data.decode("latin-1")
+    new, count = FORMATS_RE.subn(lambda m: _pad(assign(m.group(0)), m.group(0)), text)
+    return new.encode("latin-1") if count else data
+
+
+def _raw_value(value: str) -> bytes:
+    """The bytes of a value from the table: latin-1 as ``_redact_raw`` read them, else UTF-8
+    (a value first seen in an HTTP exchange)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def _quote_path(value: str) -> str:

@@ -10,6 +10,7 @@ said, so a replay that gets different answers gives a different response:
 - ``multi``: set_many, then one multi-get of three keys (one missing)
 - ``cas``: gets, cas with the token (stored), cas with the stale token (refused)
 - ``large``: set and get a value of about 100 KB (its length and sha256 are answered)
+- ``secret``, ``large-secret``: set and get an API key, alone and inside a 200 KB value
 
 ``GET /paced`` opens a connection to the paced server (which speaks first), sends ``WAIT`` and
 answers the lines it got; ``GET /paced/echo`` sends ``ECHO`` with a word.
@@ -40,6 +41,7 @@ MEMCACHED = os.environ.get("MEMCACHED", "")
 PACED = os.environ.get("PACED", "")
 VARIANT = os.environ.get("TCPAPP_VARIANT", "")
 LARGE = 100 * 1024
+API_KEY = "AKIA" + "TCPAPPEXAMPLE123"
 
 _client: Client | None = None
 
@@ -119,6 +121,22 @@ def large(c: Client) -> Any:
     ]
 
 
+def secret(c: Client) -> Any:
+    """An API key (a made-up one in AWS's format) stored and read back: memcached's text
+    protocol gives its length, so the recording must keep the length of the bytes."""
+    stored = c.set(key("apikey"), API_KEY.encode())
+    back = c.get(key("apikey")) or b""
+    return [stored, len(back), back == API_KEY.encode()]
+
+
+def large_secret(c: Client) -> Any:
+    """The key in the middle of a value large enough to be kept aside as raw bytes."""
+    value = large_value() + b" " + API_KEY.encode() + b" " + large_value()
+    stored = c.set(key("large-secret"), value)
+    back = c.get(key("large-secret")) or b""
+    return [stored, len(back), back == value]
+
+
 SCENARIOS: dict[str, Callable[[Client], Any]] = {
     "basic": basic,
     "noreply": noreply,
@@ -126,6 +144,8 @@ SCENARIOS: dict[str, Callable[[Client], Any]] = {
     "multi": multi,
     "cas": cas,
     "large": large,
+    "secret": secret,
+    "large-secret": large_secret,
 }
 
 

@@ -47,6 +47,8 @@ SCENARIOS = [
     "kv/multi",
     "kv/cas",
     "kv/large",
+    "kv/secret",
+    "kv/large-secret",
     "kv/basic",  # the same commands again: answered again, in recorded order
     "paced",
     "paced/echo/hi",
@@ -121,6 +123,8 @@ def test_the_recording_saw_real_answers(recorded: Recorded) -> None:
     ]
     assert answer(recorded, "kv/cas")["result"] == ["v1", True, False, "v2"]
     assert answer(recorded, "kv/large")["result"] == [True, 100 * 1024, True]
+    assert answer(recorded, "kv/secret")["result"] == [True, 20, True]
+    assert answer(recorded, "kv/large-secret")["result"] == [True, 2 * 100 * 1024 + 22, True]
     assert answer(recorded, "paced") == {
         "greeting": ["HELLO paced"],
         "answer": ["one", "two", "END"],
@@ -165,11 +169,14 @@ def test_the_stored_form_is_readable_turns(recorded: Recorded) -> None:
     quiet = [m for m in cache if _send(m).startswith(b"set tcpapp:quiet")]
     assert len(quiet) == 1 and _send(quiet[0]).endswith(b"get tcpapp:quiet\r\n")
     large = [m for m in cache if isinstance(m.response, WireResponse) and m.response.raw]
-    assert len(large) == 1
-    assert _send(large[0]) == b"get tcpapp:large\r\n"
-    preview = large[0].response.data  # type: ignore[union-attr]
-    assert preview["size"] > 100 * 1024
-    assert sum(c["size"] for c in preview["chunks"]) == preview["size"]
+    assert sorted(_send(m) for m in large) == [
+        b"get tcpapp:large\r\n",
+        b"get tcpapp:large-secret\r\n",
+    ]
+    for mock in large:
+        preview = mock.response.data  # type: ignore[union-attr]
+        assert preview["size"] > 100 * 1024
+        assert sum(c["size"] for c in preview["chunks"]) == preview["size"]
     paced = [m for m in mocks if m.dep == "paced"]
     greetings = [m for m in paced if _send(m) == b""]
     assert len(greetings) == 2  # one connection per paced request
@@ -216,6 +223,44 @@ def test_a_changed_key_misses_with_an_explanation(recorded: Recorded) -> None:
     # The paced server's turns did not change: those tests still pass.
     paced = next(r for r in report["results"] if r["target"] == "/paced")
     assert paced["status"] == "passed", paced
+
+
+API_KEY = b"AKIA" + b"TCPAPPEXAMPLE123"  # tests/apps/tcpapp.py's
+
+
+def test_keys_in_the_bytes_are_stored_as_placeholders_of_the_same_length(
+    recorded: Recorded,
+) -> None:
+    root = set_path(recorded.dir)
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.parent.name == "bodies" for p in files)  # the large answer is kept aside
+    for path in files:
+        assert API_KEY not in path.read_bytes(), path
+    [secrets] = (recorded.dir / "wiretape" / ".secrets").glob("*.yaml")
+    assert API_KEY.decode() in secrets.read_text()
+    tagged = [_send(m) for m in _mocks(recorded) if b"wiretape:secret:" in _send(m)]
+    [stored] = [send for send in tagged if send.startswith(b"set tcpapp:apikey ")]
+    value = stored.split(b"\r\n")[1]
+    assert value.startswith(b"wiretape:secret:") and len(value) == len(API_KEY)
+
+
+def test_without_the_secrets_file_a_key_the_app_sends_misses_and_stays_hidden(
+    recorded: Recorded,
+) -> None:
+    [secrets] = (recorded.dir / "wiretape" / ".secrets").glob("*.yaml")
+    away = secrets.with_name("away")
+    secrets.rename(away)
+    try:
+        done, report = run_test_json(recorded.dir, timeout=300)
+    finally:
+        away.rename(secrets)
+    assert done.returncode == 1
+    assert API_KEY.decode() not in json.dumps(report)
+    result = next(r for r in report["results"] if r["target"] == "/kv/secret")
+    assert result["status"] == "failed" and result["misses"], result
+    assert "wiretape:secret:unknown-1" in result["misses"][0]["request"]
+    basic = next(r for r in report["results"] if r["target"] == "/kv/basic")
+    assert basic["status"] == "passed", basic
 
 
 # -- the mock server driven directly -----------------------------------------------------------

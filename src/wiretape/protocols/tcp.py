@@ -42,9 +42,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from wiretape.model import WireRequest
 from wiretape.protocols.wire import PlainError, WireCodec, bytes_of, plain_bytes
@@ -65,6 +65,7 @@ __all__ = [
     "answer_of",
     "preview",
     "request_for",
+    "rewrite_stream",
     "send_of",
 ]
 
@@ -72,6 +73,7 @@ LARGE_SEND = 1 << 20
 LARGE_ANSWER = 64 * 1024
 MERGE_GAP = 0.001  # seconds: server reads closer together than this are one chunk
 HEAD = 64  # bytes of a large send or answer kept readable
+HEAD_WINDOW = 4096  # bytes past the head redacted with it, so a value across its end is whole
 PREVIEW_CHARS = 100
 
 
@@ -243,6 +245,13 @@ class Exchange:
     ended: float = 0.0
     hasher: Any = None  # sha256 of a large send, while it grows
 
+    def raw_replaced(self, raw: object, size: int, head: bytes) -> None:
+        """The spooled answer was rewritten (redacted) into ``raw``: ``size`` bytes beginning
+        with ``head``. The last chunk takes the difference in size."""
+        if self.chunks:
+            self.chunks[-1][2] += size - self.size
+        self.raw, self.size, self.head = raw, size, head[:HEAD]
+
     @property
     def answered(self) -> bool:
         return self.last_server is not None or self.close
@@ -286,7 +295,10 @@ class Tracker:
     server's end of the stream and ``close`` returns the turn still open. ``new_tag`` is called
     when a turn's client bytes begin (the caller's link to the test in flight); a greeting gets
     ``opening_tag``. With ``spool``, an answer over ``LARGE_ANSWER`` bytes is written there
-    instead of being held.
+    instead of being held. With ``redact`` (``Secrets.redact_bytes``), a turn's kept bytes
+    leave ``_end`` through it: the client bytes (or a large send's head), and the server chunks
+    as one stream, so a value split between two reads is found too. A spooled answer is the
+    caller's to redact (``Exchange.raw_replaced``).
     """
 
     def __init__(
@@ -296,11 +308,13 @@ class Tracker:
         new_tag: Callable[[], object],
         opening_tag: object = None,
         spool: Callable[[], Spool] | None = None,
+        redact: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.opened = opened
         self.new_tag = new_tag
         self.opening_tag = opening_tag
         self.spool = spool
+        self.redact = redact
         self.current: Exchange | None = None
         self.turns = 0
 
@@ -326,7 +340,11 @@ class Tracker:
             if len(send) <= LARGE_SEND:
                 return
             turn.hasher = hashlib.sha256(send)
-            turn.send = Digest("", len(send), bytes(send[:HEAD]))
+            # A value that runs past the head is still seen whole in the window.
+            head = bytes(send[: HEAD + HEAD_WINDOW])
+            if self.redact is not None:
+                head = self.redact(head)
+            turn.send = Digest("", len(send), head[:HEAD])
             return
         turn.hasher.update(data)
         turn.send = Digest("", send.size + len(data), send.head)
@@ -383,11 +401,45 @@ class Tracker:
         for chunk in turn.chunks:
             if isinstance(chunk[1], bytearray):
                 chunk[1] = bytes(chunk[1])
+        if self.redact is not None:
+            self._redact(turn, self.redact)
         if turn.spool is not None:
             turn.raw = turn.spool.finish()
             turn.spool = None
         turn.ended = turn.last_server if turn.last_server is not None else turn.last_client
         return turn
+
+    @staticmethod
+    def _redact(turn: Exchange, redact: Callable[[bytes], bytes]) -> None:
+        if isinstance(turn.send, bytearray):
+            turn.send = bytearray(redact(bytes(turn.send)))
+        kept = [chunk[1] for chunk in turn.chunks]
+        if turn.spool is None and kept and all(isinstance(data, bytes) for data in kept):
+            pieces = rewrite_stream(cast(list[bytes], kept), redact)
+            if pieces is not None:
+                for chunk, data in zip(turn.chunks, pieces, strict=True):
+                    chunk[1], chunk[2] = data, len(data)
+                turn.size = sum(len(data) for data in pieces)
+                turn.head = b"".join(pieces)[:HEAD]
+
+
+def rewrite_stream(
+    pieces: Sequence[bytes], rewrite: Callable[[bytes], bytes]
+) -> list[bytes] | None:
+    """``pieces`` rewritten as one stream, then cut again at the same offsets; None when
+    ``rewrite`` changed nothing. When the length changed the last piece takes the difference
+    (each piece keeps its offset, as far as the new stream reaches)."""
+    whole = b"".join(pieces)
+    new = rewrite(whole)
+    if new == whole:
+        return None
+    out: list[bytes] = []
+    at = 0
+    for i, piece in enumerate(pieces):
+        end = len(new) if i == len(pieces) - 1 else min(at + len(piece), len(new))
+        out.append(new[at:end])
+        at = end
+    return out
 
 
 # -- replay matching ----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from wiretape.proxy.server import Handler
 from wiretape.proxy.streams import ByteStream, PrefixStream
 from wiretape.proxy.tcp import TcpMockServer, TcpRecordHooks
 from wiretape.runner.recorder import Attribution, Recorder
+from wiretape.secrets import Secrets
 
 if TYPE_CHECKING:
     from wiretape.store.reader import TestSet
@@ -277,10 +278,11 @@ def wire_mock_handler(
     supported: Collection[str],
     *,
     latency: str = "recorded",
+    secrets: Secrets | None = None,
 ) -> Handler:
     """The replay handler of a ``tcp`` or ``auto`` dependency."""
     recorded = [*test_set.session, *(m for mocks in test_set.mocks.values() for m in mocks)]
-    tcp = TcpMockServer(dep, index, recorded, latency=latency)
+    tcp = TcpMockServer(dep, index, recorded, latency=latency, secrets=secrets)
     if dep.protocol == "tcp":
         return tcp.serve
     return AutoMockServer(dep, tcp, sub_handlers(dep, dep_handler, supported), recorded).serve

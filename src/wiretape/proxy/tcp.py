@@ -4,7 +4,9 @@ Record (``TcpRecordHooks``): each client connection gets its own upstream connec
 forwarded as they arrive in both directions and only then handed to the ``Tracker``, which cuts
 the connection into turns (see ``wiretape.protocols.tcp``); each finished turn becomes a mock
 linked to the test that was in flight when its client bytes began. A server greeting is linked
-to the test in flight when the connection opened. Nothing is parsed, so no bytes can fail.
+to the test in flight when the connection opened. Nothing is parsed, so no bytes can fail. Known
+key formats leave each turn as placeholders of the same length (``Secrets.redact_bytes``): the
+tracker redacts what it holds, ``_RecordConnection._redacted`` a large answer kept aside.
 
 Replay (``TcpMockServer``): a reader task collects the client's bytes into a buffer as they come.
 The buffer is matched against the client bytes of every recorded turn of the dependency
@@ -16,7 +18,8 @@ longer one, ``EXTEND_WAIT`` decides: if no more bytes come by then, the shorter 
 that match no recording, or that stop coming for ``STALL_WAIT`` in the middle of one, are a miss:
 the miss is kept for the test's report (with the closest recorded turns) and the connection is
 closed, since no bytes could be a right answer. A dependency with recorded greetings sends one
-as soon as a connection opens.
+as soon as a connection opens. Placeholders are matched and served with their real values where
+the secrets file holds them (``Secrets.reveal_bytes``); a miss shows the app's bytes redacted.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from wiretape.config import DepConfig
 from wiretape.match.index import MockIndex
 from wiretape.model import BlobRef, Miss, Mock, WireRequest, WireResponse
 from wiretape.protocols.tcp import (
+    HEAD,
     Answer,
+    Digest,
     Exchange,
     Match,
     Send,
@@ -39,11 +45,13 @@ from wiretape.protocols.tcp import (
     Tracker,
     answer_of,
     request_for,
+    rewrite_stream,
     send_of,
 )
 from wiretape.protocols.wire import PlainError
 from wiretape.proxy.streams import READ_SIZE, ByteStream, open_stream
 from wiretape.runner.recorder import Attribution, Recorder
+from wiretape.secrets import Secrets
 
 __all__ = ["LATENCIES", "TcpMockServer", "TcpRecordHooks"]
 
@@ -119,6 +127,7 @@ class _RecordConnection:
             new_tag=recorder.attribute_now,
             opening_tag=opening,
             spool=recorder.new_sink,
+            redact=recorder.secrets.redact_bytes,
         )
 
     async def run(self, greeting: bytes, greeted: float | None) -> None:
@@ -169,6 +178,8 @@ class _RecordConnection:
         attr = turn.tag
         assert isinstance(attr, Attribution)
         raw = turn.raw if isinstance(turn.raw, bytes | BlobRef) else None
+        if raw is not None:
+            raw = self._redacted(turn, raw)
         await self.hooks.recorder.add_wire_mock(
             self.dep,
             PROTOCOL,
@@ -178,6 +189,20 @@ class _RecordConnection:
             started=turn.started,
             duration=max(0.0, turn.ended - turn.started),
         )
+
+    def _redacted(self, turn: Exchange, raw: bytes | BlobRef) -> bytes | BlobRef:
+        """A large answer's bytes with their credentials out (the tracker did the rest)."""
+        secrets = self.hooks.recorder.secrets
+        if isinstance(raw, bytes):
+            data = secrets.redact_bytes(raw)
+            if data is not raw:
+                turn.raw_replaced(data, len(data), data)
+            return data
+        blob = secrets.redact_blob(raw)
+        if blob is not raw:
+            with open(blob.path, "rb") as fh:
+                turn.raw_replaced(blob, blob.size, fh.read(HEAD))
+        return blob
 
 
 # -- replay -------------------------------------------------------------------------------------
@@ -195,6 +220,7 @@ class TcpMockServer:
         *,
         latency: str = "recorded",
         on_miss: Callable[[Miss], None] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         if latency not in LATENCIES:
             raise ValueError(f"latency must be one of {', '.join(LATENCIES)}, not {latency!r}")
@@ -202,15 +228,48 @@ class TcpMockServer:
         self.index = index
         self.latency = latency
         self.on_miss = on_miss
+        self.secrets = secrets or Secrets()
+        # Recorded client bytes with their credentials back (what the app sends), and the
+        # recorded form of each one that differs (what the index knows).
         sends: list[Send] = []
+        self._recorded: dict[Send, Send] = {}
         for mock in recorded:
             request = mock.request
             if mock.dep == dep.name and mock.protocol == PROTOCOL:
                 assert isinstance(request, WireRequest)
                 with contextlib.suppress(PlainError):
-                    sends.append(send_of(request.data))
+                    send = send_of(request.data)
+                    live = self._reveal(send)
+                    if live != send:
+                        self._recorded[live] = send
+                    sends.append(live)
         self.sends = Sends(sends)
         self.answers: dict[str, Answer] = {}
+
+    def _reveal(self, send: Send) -> Send:
+        if isinstance(send, Digest):
+            head = self.secrets.reveal_bytes(send.head)
+            return send if head == send.head else Digest(send.sha256, send.size, head)
+        return self.secrets.reveal_bytes(send)
+
+    def request_for(self, send: Send) -> WireRequest:
+        """The request to look up for client bytes that matched ``send`` (a revealed one)."""
+        return request_for(self._recorded.get(send, send))
+
+    def answer_for(self, response: WireResponse) -> Answer:
+        """The chunks of a recorded answer, credentials revealed (a value split between two
+        chunks too)."""
+        answer = answer_of(response.data, raw=response.raw is not None)
+        data = [chunk for _, chunk in answer.chunks]
+        if not self.secrets.values or not data or not all(isinstance(d, bytes) for d in data):
+            return answer
+        pieces = rewrite_stream(cast(list[bytes], data), self.secrets.reveal_bytes)
+        if pieces is None:
+            return answer
+        chunks = tuple(
+            (delay, piece) for (delay, _), piece in zip(answer.chunks, pieces, strict=True)
+        )
+        return Answer(chunks, answer.close)
 
     @property
     def has_opening(self) -> bool:
@@ -295,12 +354,12 @@ class _MockConnection:
     async def _answer_longest(self, match: Match) -> bool:
         index = self.server.index
         for send in match.complete:
-            found = index.lookup(self.dep, request_for(send), optional=True)
+            found = index.lookup(self.dep, self.server.request_for(send), optional=True)
             if isinstance(found, Mock):
                 del self.buffer[: _size(send)]
                 return await self._send(found)
         # Every recording this could be was used up or belongs to another test: explained.
-        found = index.lookup(self.dep, request_for(match.complete[0]))
+        found = index.lookup(self.dep, self.server.request_for(match.complete[0]))
         assert isinstance(found, Miss)
         self._report(found)
         return False
@@ -321,7 +380,7 @@ class _MockConnection:
         answer = self.server.answers.get(mock.id)
         if answer is None:
             try:
-                answer = answer_of(response.data, raw=response.raw is not None)
+                answer = self.server.answer_for(response)
             except PlainError as exc:
                 if response.raw is None:
                     log.warning("%s: recorded answer %s is invalid: %s", self.dep, mock.id, exc)
@@ -331,7 +390,7 @@ class _MockConnection:
             self.server.answers[mock.id] = answer
         paced = self.server.latency == "recorded"
         if response.raw is not None:
-            await self._send_raw(answer, response.raw, paced)
+            await self._send_raw(answer, self.server.secrets.reveal_raw(response.raw), paced)
         else:
             for delay, data in answer.chunks:
                 if paced and delay > 0:
@@ -374,7 +433,9 @@ class _MockConnection:
                 await self.client.drain()
 
     def _miss(self) -> None:
-        found = self.server.index.lookup(self.dep, request_for(bytes(self.buffer)))
+        # Shown in the report: a credential in the app's bytes is redacted there too.
+        live = self.server.secrets.redact_live_bytes(bytes(self.buffer))
+        found = self.server.index.lookup(self.dep, request_for(live))
         if isinstance(found, Miss):
             self._report(found)
 

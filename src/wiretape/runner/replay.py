@@ -107,7 +107,13 @@ async def replay(
         def dep_handler(dep: DepConfig) -> Handler:
             if dep.protocol in ("tcp", "auto"):
                 return wire_mock_handler(
-                    dep, index, test_set, dep_handler, SUPPORTED, latency=opts.latency
+                    dep,
+                    index,
+                    test_set,
+                    dep_handler,
+                    SUPPORTED,
+                    latency=opts.latency,
+                    secrets=secrets,
                 )
             if dep.protocol == "redis":
                 return RedisMockServer(dep, index).serve

@@ -25,9 +25,11 @@ from wiretape.protocols.tcp import (
     answer_of,
     preview,
     request_for,
+    rewrite_stream,
     send_of,
 )
 from wiretape.protocols.wire import PlainError, codec_for
+from wiretape.secrets import Secrets
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -49,7 +51,7 @@ class MemorySpool:
 class Transcript:
     """Drives a Tracker; tags count the turns as they begin."""
 
-    def __init__(self, *, spool: bool = False) -> None:
+    def __init__(self, *, spool: bool = False, secrets: Secrets | None = None) -> None:
         self.tags = itertools.count(1)
         self.spools: list[MemorySpool] = []
         self.tracker = Tracker(
@@ -57,6 +59,7 @@ class Transcript:
             new_tag=lambda: next(self.tags),
             opening_tag="opening",
             spool=self._spool if spool else None,
+            redact=secrets.redact_bytes if secrets is not None else None,
         )
         self.turns: list[Exchange] = []
 
@@ -199,6 +202,71 @@ def test_a_large_send_is_kept_as_a_digest() -> None:
     assert send == Digest(hashlib.sha256(big).hexdigest(), len(big), big[:64])
     assert turn.request.key == request_for(send).key == CODEC.request(turn.request.data).key
     assert "sha256" in turn.request.summary
+
+
+AWS = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+
+
+def test_keys_leave_a_turn_as_placeholders_of_the_same_length() -> None:
+    secrets = Secrets()
+    t = Transcript(secrets=secrets)
+    t.client(f"set k 0 0 20\r\n{AWS}\r\n".encode(), 1.0)
+    t.server(b"STORED\r\nVALUE k 0 20\r\n" + AWS[:9].encode(), 1.1)
+    t.server(AWS[9:].encode() + b"\r\nEND\r\n", 1.3)  # the key split between two reads
+    [turn] = t.close()
+    assert send_of(turn.request.data) == b"set k 0 0 20\r\nwiretape:secret:1___\r\n"
+    data = turn.response_data()
+    assert [c["data"] for c in data["chunks"]] == [
+        "STORED\r\nVALUE k 0 20\r\nwiretape:",
+        "secret:1___\r\nEND\r\n",
+    ]
+    assert [c["delay_ms"] for c in data["chunks"]] == [100.0, 200.0]
+    assert secrets.values == {"wiretape:secret:1": AWS}
+
+
+def test_a_large_send_keeps_a_redacted_head_and_the_digest_of_the_real_bytes() -> None:
+    t = Transcript(secrets=Secrets())
+    big = b"P" * 50 + b" " + AWS.encode() + b" " + b"q" * LARGE_SEND  # the key crosses byte 64
+    t.client(big, 1.0)
+    t.server(b"OK\r\n", 1.2)
+    [turn] = t.close()
+    send = send_of(turn.request.data)
+    assert isinstance(send, Digest)
+    assert send.head == b"P" * 50 + b" wiretape:secr"
+    assert send.sha256 == hashlib.sha256(big).hexdigest() and send.size == len(big)
+
+
+def test_a_large_answer_is_left_to_the_caller_and_raw_replaced_resizes_it() -> None:
+    t = Transcript(spool=True, secrets=Secrets())
+    t.client(b"get big\r\n", 1.0)
+    t.server(AWS.encode() + b" " + b"x" * LARGE_ANSWER, 1.1)
+    t.server(b"tail", 1.5)
+    [turn] = t.close()
+    assert turn.raw == AWS.encode() + b" " + b"x" * LARGE_ANSWER + b"tail"  # the caller's part
+    turn.raw_replaced(b"new", turn.size + 3, b"h" * 100)
+    data = turn.response_data()
+    assert [c["size"] for c in data["chunks"]] == [LARGE_ANSWER + 21, 7]
+    assert data["size"] == LARGE_ANSWER + 28 and data["head"] == "h" * 64
+
+
+@PROPS
+@given(
+    st.lists(st.binary(max_size=20), min_size=1, max_size=6),
+    st.binary(max_size=4),
+    st.booleans(),
+)
+def test_rewrite_stream_keeps_the_offsets_of_the_pieces(
+    pieces: list[bytes], extra: bytes, grow: bool
+) -> None:
+    whole = b"".join(pieces)
+    same = bytes(b ^ 1 for b in whole)
+    out = rewrite_stream(pieces, lambda data: same + (extra if grow else b""))
+    if same + (extra if grow else b"") == whole:
+        assert out is None
+        return
+    assert out is not None and b"".join(out) == same + (extra if grow else b"")
+    assert [len(p) for p in out[:-1]] == [len(p) for p in pieces[:-1]]
+    assert rewrite_stream(pieces, lambda data: data) is None
 
 
 def test_codec_is_found_by_name_and_rejects_bad_data() -> None:
