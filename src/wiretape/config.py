@@ -455,7 +455,7 @@ _REQUEST_NOISE_KEYS = ("sql", "params")
 _REDIS_NOISE_KEYS = ("command", "args")
 UPSTREAM_TLS = ("disable", "prefer", "require", "verify-full")
 CLIENT_TLS = ("accept", "decline")
-_TLS_PROTOCOLS = ("postgres", "mysql")
+_TLS_PROTOCOLS = ("postgres", "mysql", "redis")
 _TLS_KEYS = ("extra_ca", "verify_upstream")
 
 
@@ -563,8 +563,8 @@ def _build_deps(w: _Walker, where: _Field) -> dict[str, DepConfig]:
             if protocol not in _TLS_PROTOCOLS:
                 w.fail(
                     f[key].key_line,
-                    f"deps.{name}.{key}: only {' and '.join(_TLS_PROTOCOLS)} dependencies "
-                    "negotiate TLS inside their protocol",
+                    f"deps.{name}.{key}: only {', '.join(_TLS_PROTOCOLS[:-1])} and "
+                    f"{_TLS_PROTOCOLS[-1]} dependencies have TLS options",
                     "for https use an https:// upstream URL",
                 )
             options[key] = w.value(f[key], _choice(key, choices))

@@ -9,7 +9,8 @@ Each client is created on first use and keeps its connection pool, as in a real 
 connection authenticates (``REDIS_PASSWORD``), names itself and selects database 1.
 
 Environment: REDIS_HOST, REDIS_PORT, REDIS_PASSWORD (optional), REDISAPP_VARIANT (``changed``
-uses other keys), PORT (argv[1]).
+uses other keys), REDIS_TLS (``1``: every client connects over TLS, as with ``rediss://``, and
+verifies the server), PORT (argv[1]).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ HOST = os.environ["REDIS_HOST"]
 PORT = int(os.environ["REDIS_PORT"])
 PASSWORD = os.environ.get("REDIS_PASSWORD") or None
 VARIANT = os.environ.get("REDISAPP_VARIANT", "")
+TLS = os.environ.get("REDIS_TLS") == "1"
 LARGE = 50 * 1024 * 1024
 BLOCK_S = 0.3
 
@@ -81,6 +83,10 @@ def options(client: str) -> dict[str, Any]:
         "client_name": f"app-{client}",
         "socket_timeout": 30,
     }
+    if TLS:  # verified against the default trust store: SSL_CERT_FILE, set by wiretape
+        opts["connection_class"] = (
+            aredis.SSLConnection if client.startswith("async") else redis.SSLConnection
+        )
     if client.endswith("-py"):
         if client.startswith("async"):
             opts["parser_class"] = _AsyncRESP3Parser if protocol == 3 else _AsyncRESP2Parser

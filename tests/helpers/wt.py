@@ -22,6 +22,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -124,6 +126,15 @@ def listen_port_of(dir: Path, args: Sequence[str] = ()) -> int:
     if not isinstance(listen, str) or ":" not in listen:
         raise ValueError(f"no fixed listen port in {dir / CONFIG_NAME} or the args: {listen!r}")
     return int(listen.rsplit(":", 1)[1])
+
+
+def get_json(url: str, timeout: float = 60) -> tuple[int, Any]:
+    """GET ``url``: the status and the JSON body, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def set_path(dir: Path, set_name: str = "s") -> Path:

@@ -19,8 +19,6 @@ import struct
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,15 @@ import pymysql
 import pytest
 from tests.helpers.mariadb_server import MariaDB, mariadb_server
 from tests.helpers.procs import REPO_ROOT, free_port
-from tests.helpers.wt import Recording, load, run_test_json, run_wiretape, set_path, write_config
+from tests.helpers.wt import (
+    Recording,
+    get_json,
+    load,
+    run_test_json,
+    run_wiretape,
+    set_path,
+    write_config,
+)
 
 from wiretape.config import DepConfig
 from wiretape.model import DepInfo, SetInfo, WireRequest, WireResponse
@@ -108,14 +114,6 @@ if mysql.connector.HAVE_CEXT:  # the C extension of mysql-connector-python, when
     ]
 
 
-def get(url: str, timeout: float = 60) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
 def configure(
     dir: Path,
     db: MariaDB,
@@ -160,7 +158,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         answers = []
         with Recording(dir) as rec:
             for path in SCENARIOS:
-                status, body = get(f"{rec.url}/{path}")
+                status, body = get_json(f"{rec.url}/{path}")
                 answers.append((path, status, body))
             assert rec.stop() == 0, rec.output()
             output = rec.output()
@@ -271,7 +269,7 @@ def record_and_replay(dir: Path, paths: list[str]) -> list[tuple[str, int, Any]]
     answers = []
     with Recording(dir) as rec:
         for path in paths:
-            status, body = get(f"{rec.url}/{path}")
+            status, body = get_json(f"{rec.url}/{path}")
             answers.append((path, status, body))
         assert rec.stop() == 0, rec.output()
     return answers
@@ -316,7 +314,7 @@ def test_malformed_bytes_while_recording_pass_through(tmp_path: Path) -> None:
         db.sql(SCHEMA, database=db.database)
         configure(tmp_path, db)
         with Recording(tmp_path) as rec:
-            status, body = get(f"{rec.url}/pymysql/basic")
+            status, body = get_json(f"{rec.url}/pymysql/basic")
             assert status == 200, body
             port = _dep_port(rec)
             # A login that is no MySQL handshake response: passed through to the real server,
@@ -333,7 +331,7 @@ def test_malformed_bytes_while_recording_pass_through(tmp_path: Path) -> None:
                 conn.query("SELECT 2")
             conn.close()
             # Other connections keep working.
-            status, body = get(f"{rec.url}/connector/basic")
+            status, body = get_json(f"{rec.url}/connector/basic")
             assert status == 200, body
             assert rec.stop() == 0
             assert "passing this connection through" in rec.output()

@@ -14,8 +14,6 @@ import socket
 import struct
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,15 @@ from typing import Any
 import pytest
 from tests.helpers.procs import REPO_ROOT, free_port
 from tests.helpers.servers import Postgres, postgres_server
-from tests.helpers.wt import Recording, load, run_test_json, run_wiretape, set_path, write_config
+from tests.helpers.wt import (
+    Recording,
+    get_json,
+    load,
+    run_test_json,
+    run_wiretape,
+    set_path,
+    write_config,
+)
 
 from wiretape.model import WireRequest, WireResponse
 
@@ -83,14 +89,6 @@ SCENARIOS = [
 ]
 
 
-def get(url: str, timeout: float = 60) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
 def configure(
     dir: Path,
     pg: Postgres,
@@ -138,7 +136,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         answers = []
         with Recording(dir) as rec:
             for path in SCENARIOS:
-                status, body = get(f"{rec.url}/{path}")
+                status, body = get_json(f"{rec.url}/{path}")
                 answers.append((path, status, body))
             assert rec.stop() == 0, rec.output()
             output = rec.output()
@@ -249,7 +247,7 @@ def test_malformed_bytes_while_recording_pass_through(tmp_path: Path) -> None:
                 answer = _read_until(bad, b"E")
                 # The real server saw the garbage and rejected it: it was passed through.
                 assert b"E" in answer, answer
-            status, body = get(f"{rec.url}/psycopg/basic")
+            status, body = get_json(f"{rec.url}/psycopg/basic")
             assert status == 200, body
             assert rec.stop() == 0
             assert (
@@ -275,7 +273,7 @@ def record_and_replay(dir: Path, paths: list[str]) -> list[tuple[str, int, Any]]
     answers = []
     with Recording(dir) as rec:
         for path in paths:
-            status, body = get(f"{rec.url}/{path}")
+            status, body = get_json(f"{rec.url}/{path}")
             answers.append((path, status, body))
         assert rec.stop() == 0, rec.output()
     return answers
@@ -393,7 +391,7 @@ def test_kill_9_keeps_every_completed_database_exchange(tmp_path: Path) -> None:
             # The lane admits a request only once the one before it is on disk, so every test
             # before the last answered one is durable; the last one may or may not be.
             for i in range(1, 5):
-                status, body = get(f"{rec.url}/psycopg/insert?arg=kill-{i}")
+                status, body = get_json(f"{rec.url}/psycopg/insert?arg=kill-{i}")
                 assert status == 200, body
             rec.kill9()
     test_set = load(tmp_path)

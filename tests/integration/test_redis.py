@@ -14,11 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,9 +23,15 @@ from typing import Any
 
 import pytest
 import redis
-from tests.helpers.procs import REPO_ROOT, free_port
-from tests.helpers.redis_server import REDIS_PASSWORD, Redis, redis_server
-from tests.helpers.wt import Recording, load, run_test_json, run_wiretape, set_path, write_config
+from tests.helpers.redis_server import REDIS_PASSWORD, Redis, configure_redisapp, redis_server
+from tests.helpers.wt import (
+    Recording,
+    get_json,
+    load,
+    run_test_json,
+    run_wiretape,
+    set_path,
+)
 
 from wiretape.config import DepConfig
 from wiretape.match.index import MockIndex
@@ -39,7 +42,6 @@ from wiretape.proxy.server import Listener
 
 pytestmark = pytest.mark.integration
 
-APP = REPO_ROOT / "tests" / "apps" / "redisapp.py"
 SYNC = ("sync2", "sync3", "sync2-py", "sync3-py")
 ASYNC = ("async2", "async3", "async2-py", "async3-py")
 SYNC_SCENARIOS = ("parser", "basic", "pipeline", "multi", "watch", "discard", "blocking", "pubsub")
@@ -66,29 +68,8 @@ PARSERS = {
 }
 
 
-def get(url: str, timeout: float = 60) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
 def configure(dir: Path, server: Redis) -> None:
-    port = free_port()
-    write_config(
-        dir,
-        command=f"{sys.executable} {APP} {port}",
-        port=port,
-        health="/health",
-        deps={"cache": {"protocol": "redis", "upstream": server.address}},
-        env={
-            "REDIS_HOST": "{deps.cache.host}",
-            "REDIS_PORT": "{deps.cache.port}",
-            "REDIS_PASSWORD": server.password or "",
-        },
-        extra={"app": {"startup_timeout": 60}},
-    )
+    configure_redisapp(dir, server)
 
 
 @dataclass
@@ -106,7 +87,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         configure(dir, server)
         with Recording(dir) as rec:
             for path in SCENARIOS:
-                answers.setdefault(path, []).append(get(f"{rec.url}/{path}"))
+                answers.setdefault(path, []).append(get_json(f"{rec.url}/{path}"))
             assert rec.stop() == 0, rec.output()
             output = rec.output()
     # redis-server is stopped from here on.
@@ -241,12 +222,12 @@ def test_malformed_bytes_pass_through_when_recording_and_close_when_replaying(
     with redis_server(password=REDIS_PASSWORD) as server:
         configure(tmp_path, server)
         with Recording(tmp_path) as rec:
-            status, body = get(f"{rec.url}/raw/malformed")
+            status, body = get_json(f"{rec.url}/raw/malformed")
             assert status == 200, body
             # The real server saw the bytes, untouched, and refused them itself.
             assert body["result"]["reply"].startswith("-ERR Protocol error"), body
             assert body["result"]["closed"] is True
-            status, after = get(f"{rec.url}/sync2/basic")
+            status, after = get_json(f"{rec.url}/sync2/basic")
             assert status == 200, after
             assert rec.stop() == 0
             assert "passing this connection through" in rec.output()

@@ -17,8 +17,6 @@ import socket
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 import pytest
 from tests.helpers.memcached_server import GAP_S, THINK_S, Server, memcached_server, paced_server
 from tests.helpers.procs import REPO_ROOT, free_port
-from tests.helpers.wt import Recording, load, run_test_json, set_path, write_config
+from tests.helpers.wt import Recording, get_json, load, run_test_json, set_path, write_config
 
 from wiretape.config import DepConfig
 from wiretape.match.index import MockIndex
@@ -53,14 +51,6 @@ SCENARIOS = [
     "paced",
     "paced/echo/hi",
 ]
-
-
-def get(url: str, timeout: float = 60) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def configure(dir: Path, memcached: Server, paced: Server, protocol: str = "tcp") -> None:
@@ -91,7 +81,7 @@ def record_scenarios(dir: Path, scenarios: list[str], protocol: str = "tcp") -> 
         configure(dir, memcached, paced, protocol)
         with Recording(dir) as rec:
             for path in scenarios:
-                status, body = get(f"{rec.url}/{path}")
+                status, body = get_json(f"{rec.url}/{path}")
                 answers.append((path, status, body))
             assert rec.stop() == 0, rec.output()
     # Both servers are stopped from here on.

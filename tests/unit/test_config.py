@@ -847,7 +847,7 @@ def test_tls_options_belong_to_databases(tmp_path: Path) -> None:
     text = "app: {command: run, port: 8000}\ndeps:\n  api:\n    protocol: http\n"
     text += "    upstream: http://x\n    upstream_tls: require\n"
     err = load_error(tmp_path, text)
-    assert ":6:" in str(err) and "only postgres and mysql" in str(err)
+    assert ":6:" in str(err) and "only postgres, mysql and redis" in str(err)
 
 
 def test_order_rules_travel_with_noise_paths(tmp_path: Path) -> None:

@@ -1036,6 +1036,11 @@ class Tracker:
     def subscribed(self) -> bool:
         return any(self.channels.values())
 
+    @property
+    def awaiting(self) -> bool:
+        """Whether a command sent has not had its whole answer yet."""
+        return bool(self._pending) or self._stream is not None
+
     # client side
 
     def command(self, args: Sequence[Arg], now: float) -> list[Exchange]:

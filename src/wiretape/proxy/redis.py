@@ -21,6 +21,10 @@ each live command's key; the recorded mocks in the index must be keyed the same 
 answers ``-ERR wiretape: no recorded answer for ...`` naming the closest recording; malformed
 bytes get ``-ERR wiretape: malformed ...`` and the connection is closed.
 
+TLS (``rediss://``): an app whose first bytes begin a TLS handshake gets it terminated with the
+wiretape CA on both sides (``deps.NAME.client_tls``); while recording, TLS toward the server
+follows ``deps.NAME.upstream_tls``.
+
 Both sides are built for many small commands: the connections of one dependency share the
 events of small chunks already parsed (``RespParser(known=...)``) and the requests of commands
 already seen (``RequestCache``); the mock server encodes each distinct small answer once and
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,15 +59,23 @@ from wiretape.protocols.redis_exchange import (
     with_request_noise,
 )
 from wiretape.protocols.wire import PlainError
-from wiretape.proxy.streams import READ_SIZE, ByteStream, open_stream, serve_inline
+from wiretape.proxy.streams import (
+    READ_SIZE,
+    ByteStream,
+    TlsServerStream,
+    open_stream,
+    serve_inline,
+)
+from wiretape.proxy.tls import CertificateAuthority, client_context
 from wiretape.runner.recorder import Attribution, Recorder
 
-__all__ = ["RedisMockServer", "RedisRecordHooks", "error_reply"]
+__all__ = ["RedisMockServer", "RedisRecordHooks", "accept_tls", "error_reply", "starts_tls"]
 
 log = logging.getLogger("wiretape.redis")
 
 PROTOCOL = "redis"
 ERROR_MAX = 1000
+CLOSE_WAIT = 5.0  # seconds: how long the server may go on once the app has closed
 
 
 def error_reply(message: str) -> bytes:
@@ -76,18 +89,74 @@ def error_reply(message: str) -> bytes:
 # -- record -------------------------------------------------------------------------------------
 
 
-class RedisRecordHooks:
-    """Record proxy for one ``protocol: redis`` dependency."""
+def starts_tls(first: bytes) -> bool:
+    """Whether a client's first bytes begin a TLS handshake record (RESP never starts so)."""
+    return first[:1] == b"\x16"
 
-    def __init__(self, recorder: Recorder, dep: DepConfig) -> None:
+
+async def accept_tls(
+    client: ByteStream, first: bytes, dep: DepConfig, ca: CertificateAuthority | None
+) -> ByteStream | None:
+    """Terminate the TLS that ``client`` began with ``first``, with the wiretape CA; None when
+    the dependency declines it or the handshake fails (both logged)."""
+    if ca is None or dep.client_tls != "accept":
+        log.warning(
+            "%s: the app opened TLS, and deps.%s.client_tls is %s; closing the connection",
+            dep.name,
+            dep.name,
+            dep.client_tls,
+        )
+        return None
+    tls = TlsServerStream(client, ca.loopback_context(), initial=first)
+    try:
+        await tls.handshake()
+    except (ssl.SSLError, ConnectionError) as exc:
+        log.info("%s: the app's TLS handshake failed: %s", dep.name, exc)
+        return None
+    return tls
+
+
+class RedisRecordHooks:
+    """Record proxy for one ``protocol: redis`` dependency.
+
+    An app that opens TLS (``rediss://``) gets it terminated with the wiretape CA (``ca``);
+    toward the server TLS follows ``deps.NAME.upstream_tls`` with the ``upstream_tls`` context:
+    ``prefer`` uses it when the app does, ``require`` and ``verify-full`` always.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        dep: DepConfig,
+        *,
+        ca: CertificateAuthority | None = None,
+        upstream_tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.recorder = recorder
         self.dep = dep
+        self.ca = ca
+        self.upstream_tls = upstream_tls
         self.requests = RequestCache()
         self.known_commands: dict[bytes, tuple[Event, ...]] = {}  # see RespParser
         self.known_replies: dict[bytes, tuple[Event, ...]] = {}
 
     async def serve(self, client: ByteStream) -> None:
-        await _RecordConnection(self, client).run()
+        first = await client.read()  # Redis clients speak first
+        if not first:
+            return
+        client_tls = starts_tls(first)
+        if client_tls:
+            stream = await accept_tls(client, first, self.dep, self.ca)
+            if stream is None:
+                return
+            client, first = stream, b""
+        await _RecordConnection(self, client).run(first, client_tls)
+
+    def upstream_context(self, client_tls: bool) -> ssl.SSLContext | None:
+        mode = self.dep.upstream_tls
+        if mode == "disable" or (mode == "prefer" and not client_tls):
+            return None
+        return self.upstream_tls or client_context(verify=mode == "verify-full")
 
 
 class _RecordConnection:
@@ -110,13 +179,21 @@ class _RecordConnection:
             hooks.recorder.attribute_now, spool=hooks.recorder.new_sink, cache=hooks.requests
         )
         self.parsing = True
+        self.client_ended = False
         self.pending: deque[Exchange] = deque()
 
-    async def run(self) -> None:
+    async def run(self, first: bytes = b"", client_tls: bool = False) -> None:
+        """Relay the connection; ``first`` is the client's bytes already read."""
         dep = self.hooks.dep
+        context = self.hooks.upstream_context(client_tls)
         try:
-            upstream = await open_stream(dep.upstream_host, dep.upstream_port)
-        except (TimeoutError, OSError) as exc:
+            upstream = await open_stream(
+                dep.upstream_host,
+                dep.upstream_port,
+                tls=context,
+                server_hostname=dep.upstream_host if context is not None else None,
+            )
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
             log.warning("%s: cannot reach %s: %s", self.dep, dep.upstream, exc)
             self.client.write(error_reply(f"wiretape: cannot reach {dep.upstream}: {exc}"))
             await self.client.drain()
@@ -124,22 +201,31 @@ class _RecordConnection:
         try:
             up = asyncio.create_task(self._pump_server(upstream))
             try:
-                await self._pump_client(upstream)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(up), 5)
+                await self._pump_client(upstream, first)
+                # The app is done: the server may still owe answers. Over plain TCP it saw the
+                # end and closes; a TLS connection cannot be half-closed, so it is not waited
+                # for past the last answer.
+                self.client_ended = True
+                if context is None or not self.parsing or self.tracker.awaiting:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(up), CLOSE_WAIT)
             finally:
                 up.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await up
-            if self.parsing:
-                self.pending.extend(self.tracker.close(time.time()))
-            await self._flush()
+                # Also when shutdown cancels the connection: what it saw is complete by then.
+                if self.parsing:
+                    self.pending.extend(self.tracker.close(time.time()))
+                await self._flush()
         finally:
             upstream.close()
 
-    async def _pump_client(self, upstream: ByteStream) -> None:
+    async def _pump_client(self, upstream: ByteStream, first: bytes) -> None:
         while True:
-            data = await self.client.read()
+            if first:
+                data, first = first, b""
+            else:
+                data = await self.client.read()
             now = time.time()
             if not data:
                 upstream.write_eof()
@@ -164,6 +250,8 @@ class _RecordConnection:
             await self.client.drain()
             if self.pending:
                 await self._flush()
+            if self.client_ended and self.parsing and not self.tracker.awaiting:
+                return
 
     def _parse(self, parser: RespParser, data: bytes, now: float, side: str) -> None:
         tracker = self.tracker
@@ -242,9 +330,11 @@ class RedisMockServer:
         index: MockIndex,
         *,
         on_miss: Callable[[Miss], None] | None = None,
+        ca: CertificateAuthority | None = None,
     ) -> None:
         self.dep = dep
         self.index = index
+        self.ca = ca  # terminates the TLS of apps that open it (``rediss://``)
         self.noise = dep.request_noise
         self.on_miss = on_miss
         self.requests = RequestCache(self.noise)
@@ -259,7 +349,18 @@ class RedisMockServer:
         }
 
     async def serve(self, client: ByteStream) -> None:
-        await _MockConnection(self, client).run()
+        first = await client.read()
+        if not first:
+            return
+        if starts_tls(first):
+            stream = await accept_tls(client, first, self.dep, self.ca)
+            if stream is None:
+                return
+            client, first = stream, b""
+        connection = _MockConnection(self, client)
+        with contextlib.suppress(ProtocolError):  # raised again by next_event()
+            connection.parser.feed(first)
+        await connection.run()
 
     def prepared(self, mock: Mock) -> _Prepared | str | None:
         """``mock``'s answer as bytes (encoded once per distinct small answer, else once per

@@ -31,6 +31,12 @@ from wiretape.secrets import Secrets, ensure_gitignore, secrets_path
 from wiretape.store.writer import SetWriter
 
 SUPPORTED = {"http", "mysql", "postgres", "redis", "tcp", "auto"}
+# Record proxies of the protocols with TLS options: (recorder, dep, *, ca, upstream_tls).
+_DATABASE_HOOKS: dict[str, type[MysqlRecordHooks | PgRecordHooks | RedisRecordHooks]] = {
+    "mysql": MysqlRecordHooks,
+    "postgres": PgRecordHooks,
+    "redis": RedisRecordHooks,
+}
 T = TypeVar("T")
 
 
@@ -98,19 +104,10 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         def dep_handler(dep: DepConfig) -> Handler:
             if dep.protocol in ("tcp", "auto"):
                 return wire_record_handler(recorder, dep, dep_handler, SUPPORTED)
-            if dep.protocol == "redis":
-                return RedisRecordHooks(recorder, dep).serve
-            if dep.protocol == "mysql":
+            database = _DATABASE_HOOKS.get(dep.protocol)
+            if database is not None:
                 verify = dep.upstream_tls == "verify-full"
-                return MysqlRecordHooks(
-                    recorder,
-                    dep,
-                    ca=stage.ca,
-                    upstream_tls=tls.client_context(verify=verify, extra_ca=cfg.tls.extra_ca),
-                ).serve
-            if dep.protocol == "postgres":
-                verify = dep.upstream_tls == "verify-full"
-                return PgRecordHooks(
+                return database(
                     recorder,
                     dep,
                     ca=stage.ca,

@@ -116,7 +116,7 @@ async def replay(
                     secrets=secrets,
                 )
             if dep.protocol == "redis":
-                return RedisMockServer(dep, index).serve
+                return RedisMockServer(dep, index, ca=stage.ca).serve
             if dep.protocol == "mysql":
                 return MysqlMockServer(dep, index, ca=stage.ca).serve
             if dep.protocol == "postgres":

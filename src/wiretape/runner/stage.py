@@ -38,7 +38,7 @@ class Stage:
         forward_handler: Callable[[tls.CertificateAuthority], Handler],
     ) -> None:
         if self.cfg.outbound_http == "proxy" or any(
-            d.protocol in ("postgres", "mysql", "auto") and d.client_tls == "accept"
+            d.protocol in ("postgres", "mysql", "redis", "auto") and d.client_tls == "accept"
             for d in self.cfg.deps.values()
         ):
             # Intercepted HTTPS and databases' in-protocol TLS present certificates of this CA.
