@@ -49,9 +49,22 @@ UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
 def pgbench(bin_dir: Path, port: int, args: list[str], password: str) -> float:
     env = dict(os.environ, PGPASSWORD=password, PGSSLMODE="disable")
     done = subprocess.run(
-        [str(bin_dir / "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", "wiretape",
-         "-n", *args, "app"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            str(bin_dir / "pgbench"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "wiretape",
+            "-n",
+            *args,
+            "app",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if done.returncode != 0:
         raise RuntimeError(f"pgbench failed: {done.stderr[-2000:]}")
@@ -63,8 +76,15 @@ def pgbench(bin_dir: Path, port: int, args: list[str], password: str) -> float:
 
 def serve(mode: str, set_dir: Path, upstream: str | None) -> Proc:
     port = free_port()
-    args = [sys.executable, str(ROOT / "bench" / "pg_serve.py"), mode, "--set", str(set_dir),
-            "--port", str(port)]
+    args = [
+        sys.executable,
+        str(ROOT / "bench" / "pg_serve.py"),
+        mode,
+        "--set",
+        str(set_dir),
+        "--port",
+        str(port),
+    ]
     if upstream:
         args += ["--upstream", upstream]
     proc = Proc(args, name=f"pg-{mode}", port=port, env={"PYTHONPATH": str(ROOT / "src")})
@@ -95,12 +115,34 @@ def main() -> None:
         with postgres_server() as pg:
             env = dict(os.environ, PGPASSWORD=pg.password, PGSSLMODE="disable")
             subprocess.run(
-                [str(pg.bin_dir / "pgbench"), "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p",
-                 str(pg.port), "-U", pg.user, pg.database],
-                env=env, check=True, capture_output=True, timeout=300,
+                [
+                    str(pg.bin_dir / "pgbench"),
+                    "-i",
+                    "-q",
+                    "-s",
+                    "1",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(pg.port),
+                    "-U",
+                    pg.user,
+                    pg.database,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
             )
-            common = ["-c", str(opts.clients), "-j", "2", "-t", str(opts.transactions),
-                      "--random-seed=7"]
+            common = [
+                "-c",
+                str(opts.clients),
+                "-j",
+                "2",
+                "-t",
+                str(opts.transactions),
+                "--random-seed=7",
+            ]
             for rnd in range(opts.rounds):
                 for name, args in workloads.items():
                     run = [*args, *common]
@@ -123,8 +165,12 @@ def main() -> None:
                         misses = re.search(r"(\d+) misses", rep.output())
                         if misses is None or misses.group(1) != "0":
                             print(f"warning: replay misses: {rep.output()[-500:]}", flush=True)
-                    measured = {"direct": direct, "haproxy": ceiling, "record": recorded,
-                                "replay": replayed}
+                    measured = {
+                        "direct": direct,
+                        "haproxy": ceiling,
+                        "record": recorded,
+                        "replay": replayed,
+                    }
                     for way in ways:
                         tps = measured[way]
                         assert tps is not None
@@ -134,12 +180,19 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print(f"pgbench, {opts.clients} clients, {opts.transactions} transactions each, "
-          f"{opts.rounds} rounds, medians ({time.strftime('%Y-%m-%d')})")
+    print(
+        f"pgbench, {opts.clients} clients, {opts.transactions} transactions each, "
+        f"{opts.rounds} rounds, medians ({time.strftime('%Y-%m-%d')})"
+    )
     print()
     others = ways[1:]
-    print("| workload | " + " | ".join(f"{way} tps" for way in ways) + " | "
-          + " | ".join(f"{way} / direct" for way in others) + " |")
+    print(
+        "| workload | "
+        + " | ".join(f"{way} tps" for way in ways)
+        + " | "
+        + " | ".join(f"{way} / direct" for way in others)
+        + " |"
+    )
     print("|---|" + "---:|" * (len(ways) + len(others)))
     for name in workloads:
         direct_tps = results[(name, "direct")]
@@ -148,8 +201,13 @@ def main() -> None:
             statistics.median(t / d for t, d in zip(results[(name, way)], direct_tps, strict=True))
             for way in others
         ]
-        print(f"| {name} | " + " | ".join(medians) + " | "
-              + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(medians)
+            + " | "
+            + " | ".join(f"{r:.2f}x" for r in ratios)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ class DepConfig:
     upstream_tls: str = "prefer"
     client_tls: str = "accept"
     # Databases: parameters the app generates, ignored when matching: (statement prefix,
-    # 1-based parameter numbers) for PostgreSQL, (command, argument positions from 1) for Redis.
+    # 1-based parameter numbers) for PostgreSQL and MySQL, (command, argument positions from 1)
+    # for Redis.
     request_noise: tuple[tuple[str, tuple[int, ...]], ...] = ()
     # Databases: the largest protocol message parsed (bigger ones are a protocol error).
     max_message_size: int = 1 << 30
@@ -575,17 +576,17 @@ def _build_deps(w: _Walker, where: _Field) -> dict[str, DepConfig]:
                 w.value(item, _request_noise_path) for item in w.sequence(f["request_noise"])
             )
         elif "request_noise" in f:
-            if protocol not in ("postgres", "redis"):
+            if protocol not in ("postgres", "mysql", "redis"):
                 w.fail(
                     f["request_noise"].key_line,
-                    f"deps.{name}.request_noise: only http, postgres and redis dependencies "
-                    "have request parts to ignore",
+                    f"deps.{name}.request_noise: only http, postgres, mysql and redis "
+                    "dependencies have request parts to ignore",
                 )
-            keys = _REQUEST_NOISE_KEYS if protocol == "postgres" else _REDIS_NOISE_KEYS
+            keys = _REDIS_NOISE_KEYS if protocol == "redis" else _REQUEST_NOISE_KEYS
             example = (
-                "{sql: 'INSERT INTO orders', params: [7]}"
-                if protocol == "postgres"
-                else "{command: SET, args: [1]}"
+                "{command: SET, args: [1]}"
+                if protocol == "redis"
+                else "{sql: 'INSERT INTO orders', params: [7]}"
             )
             for item in w.sequence(f["request_noise"]):
                 rule = w.mapping(item, keys, required=keys, hint=f"write it as {example}")

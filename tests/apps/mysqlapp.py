@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import ssl
 import sys
 import tempfile
@@ -54,6 +55,15 @@ TYPES_SQL = (
     "DATE '2024-02-29' AS dt, TIMESTAMP '2024-02-29 12:34:56.789' AS ts, 3.25e0 AS f, "
     "CAST(-7 AS SIGNED) AS i, TIME '-26:03:04' AS tm"
 )
+
+
+# A statement with a value the app makes up on every run (neither a UUID nor a timestamp, so
+# only a request_noise rule lets the replay match it); its answer does not depend on it.
+NONCE_SQL = "SELECT COUNT(*) FROM items WHERE name <> %s"
+
+
+def nonce() -> str:
+    return f"nonce-{random.randrange(10**12)}"
 
 
 def text(value: Any) -> Any:
@@ -131,6 +141,9 @@ def pymysql_scenario(name: str, arg: str) -> Any:
             return rows(cur.fetchall())
         if name == "params":
             cur.execute("SELECT %s, %s, %s, %s", (None, "ünïcode ✓", b"\x00\xffbin", 2.5))
+            return rows(cur.fetchall())
+        if name == "nonce":  # a value generated on every run (see NONCE_SQL)
+            cur.execute(NONCE_SQL % "%s", (nonce(),))
             return rows(cur.fetchall())
         if name == "insert":
             cur.execute("INSERT INTO items (name, score) VALUES (%s, %s)", (arg, 1.5))
@@ -281,6 +294,12 @@ def connector_scenario(name: str, arg: str, pure: bool = True) -> Any:
         cur = conn.cursor()
         cur.execute(basic_sql(), (int(arg or 1),))
         return rows(cur.fetchall())
+    if name == "nonce":
+        cur = conn.cursor(prepared=True)
+        cur.execute(NONCE_SQL % "?", (nonce(),))
+        found = rows(cur.fetchall())
+        cur.close()
+        return found
     if name == "prepared":
         cur = conn.cursor(prepared=True)
         out = []

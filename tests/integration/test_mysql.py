@@ -27,6 +27,7 @@ from typing import Any
 import mysql.connector
 import pymysql
 import pytest
+import yaml
 from tests.helpers.mariadb_server import MariaDB, mariadb_server
 from tests.helpers.procs import REPO_ROOT, free_port
 from tests.helpers.wt import (
@@ -70,6 +71,7 @@ SCENARIOS = [
     "pymysql/basic",
     "pymysql/types",
     "pymysql/params",
+    "pymysql/nonce",
     "pymysql/insert?arg=new-item",
     "pymysql/rollback",
     "pymysql/unique",
@@ -91,6 +93,7 @@ SCENARIOS = [
     "connector/prepared",
     "connector/prepared",  # a new cursor prepares again: the server hands out new ids
     "connector/prepared_types",
+    "connector/nonce",
     "connector/prepared_insert?arg=c-item",
     "connector/long_data",
     "connector/rollback",
@@ -114,12 +117,17 @@ if mysql.connector.HAVE_CEXT:  # the C extension of mysql-connector-python, when
     ]
 
 
+# The generated value of tests/apps/mysqlapp.py's nonce scenario: the first value in the text
+# (PyMySQL) and the first parameter (mysql-connector's prepared statement).
+NONCE_NOISE = [{"sql": "SELECT COUNT(*) FROM items WHERE name <>", "params": [1]}]
+
+
 def configure(
     dir: Path,
     db: MariaDB,
     *,
     extra_env: dict[str, str] | None = None,
-    dep_extra: dict[str, str] | None = None,
+    dep_extra: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
     port = free_port()
@@ -154,7 +162,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     dir = tmp_path_factory.mktemp("mysql")
     with mariadb_server() as db:
         db.sql(SCHEMA, database=db.database)
-        configure(dir, db)
+        configure(dir, db, dep_extra={"request_noise": NONCE_NOISE})
         answers = []
         with Recording(dir) as rec:
             for path in SCENARIOS:
@@ -247,6 +255,23 @@ def test_stored_form_is_readable_and_secret_free(recorded: Recorded) -> None:
             assert b"my-secret-pw" not in path.read_bytes(), path
     scan = run_wiretape(recorded.dir, "secrets", "scan", "s")
     assert scan.returncode == 0, scan.stdout + scan.stderr
+
+
+def test_without_its_request_noise_rule_a_generated_value_misses(recorded: Recorded) -> None:
+    path = recorded.dir / "wiretape.yaml"
+    kept = path.read_text()
+    config = yaml.safe_load(kept)
+    del config["deps"]["db"]["request_noise"]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        done, report = run_test_json(recorded.dir, timeout=300)
+    finally:
+        path.write_text(kept)
+    assert done.returncode == 1
+    failed = {r["target"]: r for r in report["results"] if r["status"] != "passed"}
+    assert sorted(failed) == ["/connector/nonce", "/pymysql/nonce"], sorted(failed)
+    for result in failed.values():
+        assert "nonce-" in json.dumps(result["misses"]), result
 
 
 def test_a_changed_query_misses_with_an_explanation(recorded: Recorded) -> None:

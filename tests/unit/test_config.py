@@ -857,6 +857,19 @@ def test_order_rules_travel_with_noise_paths(tmp_path: Path) -> None:
     assert ":3:" in str(err) and "unordered(body.items)" in str(err)
 
 
+def test_mysql_request_noise_names_statement_values(tmp_path: Path) -> None:
+    text = (
+        "app: {command: run, port: 8000}\ndeps:\n  db:\n    protocol: mysql\n"
+        "    upstream: 127.0.0.1:3306\n    request_noise:\n"
+        "    - {sql: INSERT INTO orders, params: [2]}\n"
+    )
+    assert load_config(write(tmp_path, text)).deps["db"].request_noise == (
+        ("INSERT INTO orders", (2,)),
+    )
+    tcp = text.replace("protocol: mysql", "protocol: tcp")
+    assert "only http, postgres, mysql and redis" in str(load_error(tmp_path, tcp))
+
+
 def test_redis_request_noise_names_command_arguments(tmp_path: Path) -> None:
     text = (
         "app: {command: run, port: 8000}\ndeps:\n  cache:\n    protocol: redis\n"

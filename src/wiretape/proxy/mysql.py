@@ -17,8 +17,10 @@ packet cannot be parsed, the failure is logged and the connection carries on as 
 
 Replay (``MysqlMockServer``): the recorded greeting is sent with a fresh scramble, any
 credentials are accepted (OK), and each command is looked up in the ``MockIndex`` with the key
-the recording computed. Prepared statements get ids from the mock server, per connection; an
-execute is matched by the SQL its id was prepared with. A recorded answer is written from its
+the recording computed, without the values the dependency's ``request_noise`` rules name
+(``with_request_noise``; the recordings in the index are keyed the same way). Prepared
+statements get ids from the mock server, per connection; an execute is matched by the SQL its id
+was prepared with. A recorded answer is written from its
 stored form once per mock (``replies.reply_bytes``); one equal to the answer last written for
 the same statement reuses its bytes. A miss answers an ERR packet
 (1105/HY000, ``wiretape: no recorded answer for ...``) naming the closest recording; malformed
@@ -62,6 +64,7 @@ from wiretape.protocols.mysql.exchange import (
     messages_doc,
     request_for,
     step_for,
+    with_request_noise,
 )
 from wiretape.protocols.mysql.messages import (
     AuthSwitchResponse,
@@ -906,10 +909,13 @@ class _MockConnection:
         else:
             step = step_for(m, self.statements)
             request = request_for(step, exact_only=True)
+        noise = server.dep.request_noise  # the recordings are keyed the same way
+        if noise:
+            request = with_request_noise(request, noise)
         found = server.index.lookup(self.dep, request, optional=True)
         if isinstance(found, Miss):
             # Not recorded as is: look again with the loose key, and explain a real miss.
-            request = request_for(step)
+            request = with_request_noise(request_for(step), noise)
             housekeeping = isinstance(m, Ping | StmtReset)
             found = server.index.lookup(self.dep, request, optional=housekeeping)
             if isinstance(found, Miss) and housekeeping:

@@ -58,6 +58,7 @@ from wiretape.protocols.mysql.exchange import (
     step_for,
     value_bytes,
     value_doc,
+    with_request_noise,
 )
 from wiretape.protocols.mysql.messages import AuthSwitchRequest, AuthSwitchResponse
 from wiretape.protocols.wire import PlainError, codec_for
@@ -329,6 +330,55 @@ def test_generated_uuids_and_timestamps_match_loosely() -> None:
     assert one.loose_key == two.loose_key is not None
     names = request_for({"query": "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'"})
     assert names.loose_key is None  # only UUIDs, timestamps and JWTs are loosened
+
+
+def test_request_noise_masks_parameters_and_values_in_the_text() -> None:
+    rules = (("insert  INTO orders", (2,)),)  # normalized and in any case, as the statements
+
+    def masked(step: dict[str, Any]) -> Any:
+        return with_request_noise(request_for(step), rules)
+
+    sql = "INSERT INTO orders (id, nonce, at) VALUES (?, ?, ?)"
+
+    def execute(nonce: str, id: int = 1) -> dict[str, Any]:
+        return {"execute": sql, "params": [id, nonce, "x"], "types": ["LONG", "VAR_STRING"] * 1
+                + ["VAR_STRING"]}  # fmt: skip
+
+    one, two = masked(execute("n-1")), masked(execute("n-2"))
+    assert one.key == two.key != masked(execute("n-1", id=2)).key
+    assert one.data == execute("n-1") and one.summary == request_for(execute("n-1")).summary
+    # As PyMySQL sends it: the values written into the text. A digit inside a name, a quoted
+    # name and a word are not values; NULL is one.
+    text = "insert into orders (`c1`, nonce, t2) VALUES ({id}, '{nonce}', NULL) /* x */"
+    one = masked({"query": text.format(id=1, nonce="it\\'s 1")})  # escaped as PyMySQL does
+    two = masked({"query": text.format(id=1, nonce="n-2")})
+    assert one.key == two.key and "<noise>" in one.key[1]
+    assert one.key != masked({"query": text.format(id=3, nonce="n-1")}).key
+    null_first = (("INSERT INTO orders", (3,)),)
+    a = with_request_noise(
+        request_for({"query": "INSERT INTO orders VALUES (1, 2.5e3, NULL)"}), null_first
+    )
+    assert a.key[1] == "INSERT INTO orders VALUES (1, 2.5e3, <noise>)"
+    # Other statements, and rules naming no value, leave the request as it was.
+    other = request_for({"query": "INSERT INTO items VALUES (1, 'n-1')"})
+    assert with_request_noise(other, rules) is other
+    short = request_for({"query": "INSERT INTO orders VALUES (1)"})
+    assert with_request_noise(short, rules) is short
+    assert with_request_noise(other, ()) is other
+
+
+def test_request_noise_masks_the_loose_key_too() -> None:
+    rules = (("INSERT INTO t", (1,)),)
+    uuid = "6f1c0e0a-3b1e-4c5e-9a7e-1d2c3b4a5f60"
+    one = with_request_noise(
+        request_for({"query": f"INSERT INTO t VALUES ('n-1', '{uuid}')"}), rules
+    )
+    other_uuid = "0b7e4f3c-1a2b-4c3d-8e9f-a0b1c2d3e4f5"
+    two = with_request_noise(
+        request_for({"query": f"INSERT INTO t VALUES ('n-2', '{other_uuid}')"}), rules
+    )
+    assert one.key != two.key and one.loose_key == two.loose_key is not None
+    assert codec_for("mysql").with_noise is with_request_noise
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,14 @@ from wiretape.protocols.mysql.messages import (
 )
 from wiretape.protocols.mysql.messages import normalize_sql as _normalize_sql
 from wiretape.protocols.mysql.packets import encode_frames, frame_count
-from wiretape.protocols.wire import PlainError, WireCodec, bytes_of, loose_bytes, plain_bytes
+from wiretape.protocols.wire import (
+    NoiseRules,
+    PlainError,
+    WireCodec,
+    bytes_of,
+    loose_bytes,
+    plain_bytes,
+)
 
 __all__ = [
     "CODEC",
@@ -120,6 +127,7 @@ __all__ = [
     "step_for",
     "value_bytes",
     "value_doc",
+    "with_request_noise",
 ]
 
 SUMMARY_MAX = 300
@@ -1254,7 +1262,93 @@ def _request_for(step: Any, *, exact_only: bool) -> WireRequest:
     )
 
 
-CODEC = WireCodec(name="mysql", request=request_for, check_response=_check_response)
+# -- request noise (``deps.NAME.request_noise``) -----------------------------------------------
+
+NOISE = "<noise>"
+
+# The values of a statement's text, with what must not be taken for one: identifiers and words
+# (a digit in ``t1`` is not a number), quoted identifiers, and parameter markers.
+_SQL_VALUE = re.compile(
+    r"(?P<word>`(?:[^`]|``)*`|[A-Za-z_$][\w$]*)"
+    r"|(?P<value>'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\""
+    r"|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)",
+    re.DOTALL,
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_prefixes(rules: NoiseRules) -> tuple[tuple[str, frozenset[int]], ...]:
+    return tuple((normalize_sql(sql).casefold(), frozenset(numbers)) for sql, numbers in rules)
+
+
+def with_request_noise(req: WireRequest, rules: NoiseRules) -> WireRequest:
+    """``req`` matched without the values that ``rules`` name.
+
+    A rule is (statement prefix, 1-based positions): a statement whose normalized SQL starts
+    with the normalized prefix, in any case, ignores the values at those positions. For a
+    prepared statement's execution they are its parameters. For a statement sent as text (which
+    is how PyMySQL and mysqlclient send every statement, its parameters written into the text)
+    they are the values in the text, counted from its start: quoted strings, numbers and NULL.
+    The stored data and the summary are unchanged; only the keys differ.
+    """
+    key = req.key
+    if not rules or type(key) is not tuple or len(key) < 2 or key[0] not in ("query", "execute"):
+        return req
+    sql = key[1]
+    if type(sql) is not str:
+        return req
+    start = sql.casefold()
+    positions: set[int] = set()
+    for prefix, numbers in _noise_prefixes(rules):
+        if start.startswith(prefix):
+            positions |= numbers
+    if not positions:
+        return req
+    masked = _masked(key, positions)
+    loose = req.loose_key
+    if type(loose) is tuple and loose[:1] == key[:1]:
+        loose = _masked(loose, positions)
+    if masked == key and loose == req.loose_key:
+        return req
+    return WireRequest(
+        summary=req.summary, data=req.data, key=masked, reusable=req.reusable, loose_key=loose
+    )
+
+
+def _masked(key: tuple[Any, ...], positions: set[int]) -> tuple[Any, ...]:
+    """A ``query`` or ``execute`` key with the values at ``positions`` (from 1) masked."""
+    if key[0] == "query":
+        return (key[0], _masked_text(key[1], positions), *key[2:])
+    part = key[2] if len(key) > 2 else None
+    if not (isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], tuple)):
+        return key  # parameters the proxy could not parse: matched as bytes
+    values = tuple(NOISE if i + 1 in positions else v for i, v in enumerate(part[0]))
+    return (*key[:2], (values, part[1]), *key[3:])
+
+
+def _masked_text(sql: str, positions: set[int]) -> str:
+    out: list[str] = []
+    at = 0
+    count = 0
+    for match in _SQL_VALUE.finditer(sql):
+        token = match.group()
+        if match.lastgroup == "word" and token.casefold() != "null":
+            continue
+        count += 1
+        if count in positions:
+            out.append(sql[at : match.start()])
+            out.append(NOISE)
+            at = match.end()
+    out.append(sql[at:])
+    return "".join(out)
+
+
+CODEC = WireCodec(
+    name="mysql",
+    request=request_for,
+    check_response=_check_response,
+    with_noise=with_request_noise,
+)
 
 
 # -- tracking a connection ---------------------------------------------------------------------
