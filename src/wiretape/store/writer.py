@@ -428,8 +428,11 @@ class SetWriter:
         ``mocks/_session.yaml`` holds every session mock, so it is written once, in the
         ``final`` pass when the recording stops: rewriting it after every quiet spell would cost
         time in proportion to all the session mocks so far, again and again. Until then the
-        journal holds them, and ``load_set`` reads them from there.
+        journal holds them, and ``load_set`` reads them from there. Late mocks are gathered per
+        test and added to its mocks file once per pass, so a test whose calls go on after its
+        answer costs one rewrite of that file, not one per call.
         """
+        late: dict[str, list[Mock]] = {}
         for record, end in journal.read(self._journal_path, self._bodies, offset):
             if record.kind == "test":
                 assert record.test is not None
@@ -438,13 +441,15 @@ class SetWriter:
                 self._chain(record.test)
             elif record.kind == "late":
                 assert record.test_id is not None
-                self._append_mocks(record.test_id, record.mocks)
+                late.setdefault(record.test_id, []).extend(record.mocks)
             else:
                 self._session_seen = True
             offset = end
             if self._busy():
                 self._wake.set()
                 break
+        for test_id, mocks in late.items():
+            self._append_mocks(test_id, mocks)
         if final:
             for test in self._in_order.rest():
                 self._with_chains(test, written=True)

@@ -624,6 +624,29 @@ def test_pinned_exempts_a_loaded_set_from_the_collector_until_the_block_ends(
     assert scanned()
 
 
+def test_many_late_mocks_of_a_test_rewrite_its_file_once_per_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[str | None] = []
+    real = writer.SetWriter._write_mocks
+
+    def counted(self: writer.SetWriter, test_id: str | None, mocks: Any) -> None:
+        writes.append(test_id)
+        real(self, test_id, mocks)
+
+    monkeypatch.setattr(writer.SetWriter, "_write_mocks", counted)
+    with SetWriter(tmp_path, info()) as w:
+        w.add_test(case(1), [mock("own")])
+        w.add_test(case(2), [])
+        for i in range(40):
+            w.add_mocks(case(1).id, [mock(f"late{i}")])
+            w.add_mocks(case(2).id, [mock(f"bg{i}")])
+    assert sorted(writes, key=str) == [case(1).id, case(1).id, case(2).id]
+    loaded = reader.load_set(w.path)
+    assert [m.id for m in loaded.mocks[case(1).id]] == ["own", *(f"late{i}" for i in range(40))]
+    assert [m.id for m in loaded.mocks[case(2).id]] == [f"bg{i}" for i in range(40)]
+
+
 def test_the_session_file_is_streamed_from_the_journal_in_order(tmp_path: Path) -> None:
     big = bytes(range(256)) * 20_000  # stored under bodies/
     with SetWriter(tmp_path, info()) as w:
