@@ -20,8 +20,8 @@ import pytest
 from tests.helpers.procs import REPO_ROOT, Proc, free_port
 from tests.helpers.redis_server import REDIS_PASSWORD, redis_server
 from tests.helpers.servers import postgres_server
-from tests.helpers.wt import Recording, load, run_test_json, write_config
-from tests.integration.test_tcp import get, record_scenarios
+from tests.helpers.wt import Recording, get_json, load, run_test_json, write_config
+from tests.integration.test_tcp import record_scenarios
 
 from wiretape.model import Mock, WireRequest
 
@@ -98,7 +98,7 @@ def test_postgres_is_handed_to_the_postgres_proxy(tmp_path: Path) -> None:
         )
         with Recording(tmp_path) as rec:
             for path in PG_SCENARIOS:
-                answers.append((path, *get(f"{rec.url}/{path}")))
+                answers.append((path, *get_json(f"{rec.url}/{path}")))
             assert rec.stop() == 0, rec.output()
     # PostgreSQL is stopped from here on.
     for path, status, body in answers:
@@ -129,7 +129,7 @@ def test_redis_is_handed_to_the_redis_proxy(tmp_path: Path) -> None:
             extra={"app": {"startup_timeout": 60}},
         )
         with Recording(tmp_path) as rec:
-            answers = [get(f"{rec.url}/{path}") for path in scenarios]
+            answers = [get_json(f"{rec.url}/{path}") for path in scenarios]
             assert rec.stop() == 0, rec.output()
     # redis-server is stopped from here on.
     for status, body in answers:
@@ -160,7 +160,7 @@ def test_http_is_handed_to_the_http_proxy(tmp_path: Path) -> None:
             deps={"up": {"protocol": "auto", "upstream": f"127.0.0.1:{upstream_port}"}},
         )
         with Recording(tmp_path) as rec:
-            status, body = get(f"{rec.url}/twice")
+            status, body = get_json(f"{rec.url}/twice")
             assert rec.stop() == 0, rec.output()
     finally:
         upstream.stop()
