@@ -245,6 +245,7 @@ class TcpMockServer:
                     sends.append(live)
         self.sends = Sends(sends)
         self.answers: dict[str, Answer] = {}
+        self._raws: dict[str, bytes | BlobRef] = {}
 
     def _reveal(self, send: Send) -> Send:
         if isinstance(send, Digest):
@@ -255,6 +256,13 @@ class TcpMockServer:
     def request_for(self, send: Send) -> WireRequest:
         """The request to look up for client bytes that matched ``send`` (a revealed one)."""
         return request_for(self._recorded.get(send, send))
+
+    def raw_for(self, mock_id: str, raw: bytes | BlobRef) -> bytes | BlobRef:
+        """A large recorded answer with its credentials revealed, looked at once per mock."""
+        found = self._raws.get(mock_id)
+        if found is None:
+            found = self._raws[mock_id] = self.secrets.reveal_raw(raw)
+        return found
 
     def answer_for(self, response: WireResponse) -> Answer:
         """The chunks of a recorded answer, credentials revealed (a value split between two
@@ -390,7 +398,7 @@ class _MockConnection:
             self.server.answers[mock.id] = answer
         paced = self.server.latency == "recorded"
         if response.raw is not None:
-            await self._send_raw(answer, self.server.secrets.reveal_raw(response.raw), paced)
+            await self._send_raw(answer, self.server.raw_for(mock.id, response.raw), paced)
         else:
             for delay, data in answer.chunks:
                 if paced and delay > 0:
