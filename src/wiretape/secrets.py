@@ -671,7 +671,8 @@ def _formats(text: str, assign: Assign) -> str | None:
 def _pad(placeholder: str, value: str) -> str:
     """``placeholder`` padded with ``_`` to the length of ``value`` (when that is longer).
 
-    No key format ends before a digit, so the digits of the placeholder end where it does."""
+    A key format is never followed by a digit, so an unpadded placeholder's number cannot run
+    on into the bytes after it (``reveal_bytes`` reads the digits greedily)."""
     return placeholder + "_" * (len(value) - len(placeholder))
 
 
