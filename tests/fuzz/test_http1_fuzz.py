@@ -289,6 +289,22 @@ def test_valid_requests_parse_the_same_however_split(
     assert_same(whole, run(Kind.REQUEST, split_at(data, cuts)))
 
 
+ows = st.text(" \t", max_size=3)
+
+
+@FAST
+@given(plain_headers, st.data())
+def test_field_values_lose_the_whitespace_around_them_and_nothing_else(
+    headers: Headers, data: st.DataObject
+) -> None:
+    lines = [f"{n}:{data.draw(ows)}{v}{data.draw(ows)}\r\n" for n, v in headers]
+    raw = "".join(["GET / HTTP/1.1\r\n", *lines, "\r\n"]).encode("latin-1")
+    assert run(Kind.REQUEST, [raw]).events == [
+        RequestHead("GET", "/", "HTTP/1.1", headers),
+        EndOfMessage(),
+    ]
+
+
 @FAST
 @given(response_stream(), st.lists(st.integers(0, 10_000), max_size=8))
 def test_valid_responses_parse_the_same_however_split(

@@ -160,7 +160,9 @@ _VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1"})
 _TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
 _TOKEN = re.compile(_TCHAR + "+")
 _FIELD = re.compile(r"(" + _TCHAR + r"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
-_FIELD_LINE = re.compile(r"(" + _TCHAR + r"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r\n")
+# Greedy: a value keeps its trailing whitespace, stripped only where there is some (a lazy value
+# would try the end of the line at every character).
+_FIELD_LINE = re.compile(r"(" + _TCHAR + r"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
 _FIELDS_OK = re.compile(r"(?:" + _TCHAR + r"+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 _FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 _TARGET = re.compile(r"[\x21-\x7e\x80-\xff]+")
@@ -592,6 +594,8 @@ def _parse_fields(text: str, offset: int) -> Headers:
         return ()
     block = text + "\r\n"
     if _FIELDS_OK.fullmatch(block):
+        if " \r\n" in block or "\t\r\n" in block:
+            return tuple((name, value.rstrip(" \t")) for name, value in _FIELD_LINE.findall(block))
         return tuple(_FIELD_LINE.findall(block))
     for line in text.split("\r\n"):
         if not _FIELD.fullmatch(line):
