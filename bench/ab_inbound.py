@@ -76,7 +76,11 @@ def main() -> int:
     p.add_argument("rev_a")
     p.add_argument("rev_b")
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--config", default="wiretape", choices=["wiretape", "wiretape-concurrent"])
+    p.add_argument(
+        "--config",
+        default="wiretape",
+        choices=["wiretape", "wiretape-nopoll", "wiretape-concurrent"],
+    )
     p.add_argument("--target", default="nginx", choices=sorted(inbound.TARGETS))
     p.add_argument("--duration", type=float, default=4.0)
     args = p.parse_args()

@@ -107,6 +107,7 @@ TARGETS = {
 CONFIGS = (
     "direct",
     "wiretape",
+    "wiretape-nopoll",
     "wiretape-concurrent",
     "python-forward",
     "python-forward-lane",
@@ -127,7 +128,7 @@ def _start_direct(target: Target, port: int) -> Proc:
     return proc
 
 
-def _wiretape_config(target: Target, app_port: int, listen: int) -> Path:
+def _wiretape_config(target: Target, app_port: int, listen: int, *, poll: bool = True) -> Path:
     cfg_dir = WORK / "cfg"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -147,6 +148,8 @@ def _wiretape_config(target: Target, app_port: int, listen: int) -> Path:
         f"listen: 127.0.0.1:{listen}",
         f"dir: {json.dumps(str(SETS_DIR))}",
     ]
+    if not poll:
+        lines.append("lane_poll_us: 0")
     path = cfg_dir / f"{target.name}-{listen}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -185,7 +188,7 @@ def stack(target: Target, config: str, profile: Path | None = None) -> Iterator[
             "wiretape",
             "record",
             "-c",
-            str(_wiretape_config(target, app_port, listen)),
+            str(_wiretape_config(target, app_port, listen, poll=config != "wiretape-nopoll")),
             "--set",
             set_name,
             "--overwrite",

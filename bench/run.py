@@ -109,7 +109,13 @@ def inbound_tables(samples: list[Sample]) -> tuple[str, dict[str, float]]:
                 f"| {_cpu(mine, target, config)} | {bad[0]} / {bad[1]} |"
             )
             verdict[f"{target}.c{conns}.{config}.rps_x_direct"] = rps_x
-        for wt in ("wiretape", "wiretape-concurrent", "python-forward", "python-forward-lane"):
+        for wt in (
+            "wiretape",
+            "wiretape-nopoll",
+            "wiretape-concurrent",
+            "python-forward",
+            "python-forward-lane",
+        ):
             vs = _round_ratios(group, _is(wt), _is("mitmdump"), lambda s: s.rps)
             if vs:
                 verdict[f"{target}.c{conns}.{wt}.rps_x_mitmdump"] = median(vs)
@@ -203,7 +209,7 @@ def targets_table(verdict: dict[str, float]) -> str:
 
     rows = ["| target | measured (median) | verdict |", "|---|---:|---|"]
     for conns in (8, 1):
-        for cfg in ("wiretape", "wiretape-concurrent"):
+        for cfg in ("wiretape", "wiretape-nopoll", "wiretape-concurrent"):
             x = verdict.get(f"shop.c{conns}.{cfg}.rps_x_direct", math.nan)
             if not math.isnan(x):
                 rows.append(
@@ -211,7 +217,7 @@ def targets_table(verdict: dict[str, float]) -> str:
                     f"| {met(x, 0.9)} |"
                 )
     for conns in (8, 1):
-        for cfg in ("wiretape", "wiretape-concurrent"):
+        for cfg in ("wiretape", "wiretape-nopoll", "wiretape-concurrent"):
             x = verdict.get(f"nginx.c{conns}.{cfg}.rps_x_mitmdump", math.nan)
             if not math.isnan(x):
                 rows.append(
@@ -308,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--targets", default="nginx,shop", help="inbound targets (nginx,shop)")
     p.add_argument(
         "--configs",
-        default="direct,wiretape,wiretape-concurrent,python-forward,python-forward-lane,mitmdump",
+        default="direct,wiretape,wiretape-nopoll,wiretape-concurrent,python-forward,"
+        "python-forward-lane,mitmdump",
     )
     p.add_argument("--conns", help="wrk -c values for the inbound benchmark (8,1; quick: 8)")
     p.add_argument("--mock-sizes", default="1000,10000")

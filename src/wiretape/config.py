@@ -57,6 +57,10 @@ PROTOCOLS = ("http", "postgres", "redis", "mysql", "tcp", "auto")
 OUTBOUND_MODES = ("proxy", "off")
 DEFAULT_STARTUP_TIMEOUT = 30.0
 DEFAULT_LISTEN_HOST = "127.0.0.1"
+# The record lane polls the app's socket this long for a fast answer before sleeping
+# (``wiretape.proxy.lanepoll``).
+DEFAULT_LANE_POLL_US = 50
+MAX_LANE_POLL_US = 1000
 DEFAULT_SETS_DIR = "wiretape"
 # Mocks captured by the forward HTTP(S) proxy carry this dep name.
 RESERVED_DEP_NAMES = ("outbound",)
@@ -164,6 +168,8 @@ class Config:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     # Request noise paths ignored when matching every HTTP dependency (and the forward proxy).
     request_noise: tuple[str, ...] = ()
+    # How long the record lane polls the app's socket for a fast answer (0: never).
+    lane_poll_us: int = DEFAULT_LANE_POLL_US
     # Line of every value in the file, keyed by dotted path ("app.env.DATABASE_URL").
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -447,6 +453,7 @@ _TOP_KEYS = (
     "noise",
     "secrets",
     "request_noise",
+    "lane_poll_us",
 )
 _SECRETS_KEYS = ("keys", "headers")
 _APP_KEYS = ("command", "port", "health", "env", "cwd", "startup_timeout")
@@ -482,6 +489,9 @@ def _build(w: _Walker, root: Node, base: Path) -> Config:
         request_noise = tuple(
             w.value(item, _request_noise_path) for item in w.sequence(top["request_noise"])
         )
+    lane_poll_us = DEFAULT_LANE_POLL_US
+    if "lane_poll_us" in top:
+        lane_poll_us = w.value(top["lane_poll_us"], _lane_poll_us, text=False)
     return Config(
         path=Path(w.file),
         app=app,
@@ -495,6 +505,7 @@ def _build(w: _Walker, root: Node, base: Path) -> Config:
         noise=noise,
         request_noise=request_noise,
         secrets=secrets,
+        lane_poll_us=lane_poll_us,
         lines=dict(w.lines),
     )
 
@@ -731,6 +742,15 @@ def _request_noise_path(value: object) -> str:
             raise _Bad(expected, str(exc)) from None
         return value.strip()
     raise _Bad(expected)
+
+
+def _lane_poll_us(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_LANE_POLL_US:
+        return value
+    raise _Bad(
+        f"a number of microseconds from 0 to {MAX_LANE_POLL_US} (default {DEFAULT_LANE_POLL_US})",
+        "0 turns polling off",
+    )
 
 
 def _message_size(value: object) -> int:

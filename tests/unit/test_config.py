@@ -878,3 +878,16 @@ def test_redis_request_noise_names_command_arguments(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text)).deps["cache"].request_noise == (("SET", (1,)),)
     bad = text.replace("{command: set, args: [1]}", "{sql: set, params: [1]}")
     assert "command" in str(load_error(tmp_path, bad))
+
+
+def test_lane_poll_us_defaults_to_50_and_takes_0_to_1000(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).lane_poll_us == 50
+    for value in (0, 7, 1000):
+        cfg = load_config(write(tmp_path, MINIMAL + f"lane_poll_us: {value}\n"))
+        assert cfg.lane_poll_us == value
+
+
+@pytest.mark.parametrize("value", ["-1", "1001", "fast", "true", "0.5", "'50'"])
+def test_bad_lane_poll_us_is_rejected_with_its_line(tmp_path: Path, value: str) -> None:
+    err = load_error(tmp_path, MINIMAL + f"lane_poll_us: {value}\n")
+    assert ":4:" in str(err) and "microseconds from 0 to 1000" in str(err)

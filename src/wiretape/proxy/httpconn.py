@@ -42,7 +42,8 @@ from wiretape.protocols.http1 import (
     encode_response,
     is_keep_alive,
 )
-from wiretape.proxy.streams import BUFFER_LIMIT, ByteStream, SocketStream, open_stream
+from wiretape.proxy.lanepoll import LanePoll
+from wiretape.proxy.streams import BUFFER_LIMIT, READ_SIZE, ByteStream, SocketStream, open_stream
 
 log = logging.getLogger("wiretape.proxy")
 
@@ -209,12 +210,13 @@ def error_response(status: int, message: str) -> bytes:
 
 
 class _Upstream:
-    __slots__ = ("key", "parser", "stream")
+    __slots__ = ("fd", "key", "parser", "stream")
 
     def __init__(self, key: tuple[object, ...], stream: ByteStream) -> None:
         self.key = key
         self.stream = stream
         self.parser = Http1Parser(Kind.RESPONSE)
+        self.fd: int | None = None  # for ``LanePoll``, looked up on first use
 
 
 def _at_eof(stream: ByteStream) -> bool:
@@ -335,6 +337,9 @@ class HttpSession:
         self._client_closed = False  # while serving inline
         self._queued: RequestHead | None = None
         self._open: _Exchange | None = None  # admitted, not finished yet
+        self._lane_poll: LanePoll | None = (
+            getattr(hooks, "lane_poll", None) if self._inline_hooks is not None else None
+        )
 
     async def _abandon(self, error: BaseException) -> None:
         """Finish an exchange that the session cannot carry on, as failed, so that the record
@@ -890,6 +895,24 @@ class HttpSession:
         self._forward_first(x, route.head_for(raw_head))
         if not x.request_done or x.request_error or cast(SocketStream, up.stream).paused_writing:
             self._stop(x)
+            return
+        poll = self._lane_poll
+        if poll is not None and poll.worth_polling():
+            asyncio.get_running_loop().call_soon(self._poll_upstream, x, poll)
+
+    def _poll_upstream(self, x: _Exchange, poll: LanePoll) -> None:
+        """Wait a little for a fast app's answer without sleeping (see ``lanepoll``)."""
+        # Still served inline, so the upstream connection is open: its end would have ended that.
+        if self._done is None or self._open is not x or x.received or x.up is None:
+            return
+        up = x.up
+        stream = up.stream
+        if type(stream) is not SocketStream:
+            return
+        if up.fd is None:
+            up.fd = stream.plain_fd()
+        if up.fd >= 0 and (data := poll.read(up.fd, READ_SIZE)):
+            stream.deliver(data)
 
     def _upstream_fed(self, data: bytes) -> bool:
         up = self.upstream

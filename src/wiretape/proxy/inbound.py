@@ -7,6 +7,7 @@ from collections.abc import Callable
 from wiretape.model import Body, Headers, HttpRequest
 from wiretape.protocols.http1 import RequestHead, ResponseHead
 from wiretape.proxy.httpconn import BodySink, Finished, HttpSession, Route
+from wiretape.proxy.lanepoll import DEFAULT_WINDOW_US, LanePoll
 from wiretape.proxy.streams import ByteStream
 from wiretape.runner.recorder import ActiveTest, Recorder
 
@@ -15,8 +16,19 @@ class InboundHooks:
     takes_connect = False
     inline = True  # implements ``InlineHooks``
 
-    def __init__(self, recorder: Recorder, app_host: str, app_port: int) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        app_host: str,
+        app_port: int,
+        *,
+        lane_poll_us: int = DEFAULT_WINDOW_US,
+    ) -> None:
         self.recorder = recorder
+        # Only the lane waits on the app with nothing else to do (see ``lanepoll``).
+        self.lane_poll = (
+            LanePoll(lane_poll_us / 1e6) if lane_poll_us > 0 and not recorder.concurrent else None
+        )
         self.key = ("app", app_host, app_port)
         self.app_host = app_host
         self.app_port = app_port

@@ -293,6 +293,20 @@ class SocketStream:
     def close(self) -> None:
         self._transport.close()
 
+    def plain_fd(self) -> int:
+        """The socket's file descriptor when it carries plain TCP, for reading it directly
+        (``deliver``); -1 for TLS, or once closing."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket")
+        if sock is None or transport.get_extra_info("sslcontext") is not None:
+            return -1
+        return -1 if transport.is_closing() else int(sock.fileno())
+
+    def deliver(self, data: bytes) -> None:
+        """Hand ``data``, read from ``plain_fd`` directly, to the protocol, as the event loop
+        hands over what it reads."""
+        self._protocol.data_received(data)
+
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
         """Upgrade this (client-side) connection to TLS, as after PostgreSQL's SSLRequest."""
         loop = asyncio.get_running_loop()

@@ -126,7 +126,7 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
             return 0
         inbound = Listener(
             "inbound",
-            InboundHooks(recorder, "127.0.0.1", cfg.app.port).serve,
+            InboundHooks(recorder, "127.0.0.1", cfg.app.port, lane_poll_us=cfg.lane_poll_us).serve,
             cfg.listen_host,
             cfg.listen_port,
         )
