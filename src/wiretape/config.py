@@ -59,7 +59,7 @@ DEFAULT_STARTUP_TIMEOUT = 30.0
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 # The record lane polls the app's socket this long for a fast answer before sleeping
 # (``wiretape.proxy.lanepoll``).
-DEFAULT_LANE_POLL_US = 50
+DEFAULT_LANE_POLL_US = 150
 MAX_LANE_POLL_US = 1000
 DEFAULT_SETS_DIR = "wiretape"
 # Mocks captured by the forward HTTP(S) proxy carry this dep name.

@@ -880,8 +880,8 @@ def test_redis_request_noise_names_command_arguments(tmp_path: Path) -> None:
     assert "command" in str(load_error(tmp_path, bad))
 
 
-def test_lane_poll_us_defaults_to_50_and_takes_0_to_1000(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, MINIMAL)).lane_poll_us == 50
+def test_lane_poll_us_defaults_to_150_and_takes_0_to_1000(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).lane_poll_us == 150
     for value in (0, 7, 1000):
         cfg = load_config(write(tmp_path, MINIMAL + f"lane_poll_us: {value}\n"))
         assert cfg.lane_poll_us == value

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from wiretape.model import Body, Headers, HttpRequest
 from wiretape.protocols.http1 import RequestHead, ResponseHead
 from wiretape.proxy.httpconn import BodySink, Finished, HttpSession, Route
-from wiretape.proxy.lanepoll import DEFAULT_WINDOW_US, LanePoll
+from wiretape.proxy.lanepoll import DEFAULT_WINDOW_US, LanePoll, usable_cpus
 from wiretape.proxy.streams import ByteStream
 from wiretape.runner.recorder import ActiveTest, Recorder
 
@@ -25,9 +25,12 @@ class InboundHooks:
         lane_poll_us: int = DEFAULT_WINDOW_US,
     ) -> None:
         self.recorder = recorder
-        # Only the lane waits on the app with nothing else to do (see ``lanepoll``).
+        # Only the lane waits on the app with nothing else to do (see ``lanepoll``), and only
+        # with a second CPU for the app to answer on while this one polls.
         self.lane_poll = (
-            LanePoll(lane_poll_us / 1e6) if lane_poll_us > 0 and not recorder.concurrent else None
+            LanePoll(lane_poll_us / 1e6)
+            if lane_poll_us > 0 and not recorder.concurrent and usable_cpus() > 1
+            else None
         )
         self.key = ("app", app_host, app_port)
         self.app_host = app_host

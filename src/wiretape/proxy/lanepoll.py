@@ -17,6 +17,7 @@ average of how long they waited, where a poll that found nothing counts twice th
 a slow app, or one that calls its dependencies for most requests, soon costs no polling at all.
 Every ``PROBE_EVERY``-th request then polls anyway, so that the average learns when the app
 gets faster again. During a poll the event loop serves nothing else, for at most ``window``.
+With a single CPU there is no polling at all: the app would have to wait for the poll to end.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 
-DEFAULT_WINDOW_US = 50
+DEFAULT_WINDOW_US = 150
 PROBE_EVERY = 64
 _WEIGHT = 8  # the average moves by 1/8 of the difference to each new wait
 
@@ -82,3 +83,12 @@ class LanePoll:
             self.observe(clock() - start)
             self.answered += 1
             return data  # b"" at the end: the event loop sees the end too, and handles it
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on. Polling needs two: one CPU polling, and one for
+    the app to answer on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1

@@ -24,7 +24,7 @@ import pytest
 from wiretape.model import BlobRef, Body, SetInfo
 from wiretape.proxy.httpconn import HttpSession
 from wiretape.proxy.inbound import InboundHooks
-from wiretape.proxy.lanepoll import PROBE_EVERY, LanePoll
+from wiretape.proxy.lanepoll import PROBE_EVERY, LanePoll, usable_cpus
 from wiretape.proxy.server import Listener
 from wiretape.proxy.streams import ByteStream
 from wiretape.runner.recorder import Recorder
@@ -79,6 +79,26 @@ def test_probes_that_find_fast_answers_bring_the_polling_back() -> None:
 def test_a_zero_window_never_polls() -> None:
     poll = LanePoll(0.0)
     assert not any(poll.worth_polling() for _ in range(10 * PROBE_EVERY))
+
+
+def test_usable_cpus_are_those_of_the_affinity_mask() -> None:
+    assert usable_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_the_lane_polls_only_with_a_second_cpu_and_not_when_concurrent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SetWriter(tmp_path, SetInfo(name="s", created=0.0, app_command="app"))
+    try:
+        lane, concurrent = Recorder(writer), Recorder(writer, concurrent=True)
+        monkeypatch.setattr("wiretape.proxy.inbound.usable_cpus", lambda: 2)
+        assert InboundHooks(lane, "127.0.0.1", 1).lane_poll is not None
+        assert InboundHooks(lane, "127.0.0.1", 1, lane_poll_us=0).lane_poll is None
+        assert InboundHooks(concurrent, "127.0.0.1", 1).lane_poll is None
+        monkeypatch.setattr("wiretape.proxy.inbound.usable_cpus", lambda: 1)
+        assert InboundHooks(lane, "127.0.0.1", 1).lane_poll is None
+    finally:
+        writer.close()
 
 
 # --- the read ------------------------------------------------------------------------------
@@ -144,6 +164,8 @@ def test_read_takes_at_most_size_bytes_and_leaves_the_rest() -> None:
 
 
 # --- through the record proxy ---------------------------------------------------------------
+
+needs_two_cpus = pytest.mark.skipif(usable_cpus() < 2, reason="the lane polls with 2 CPUs or more")
 
 BIG = 300_000  # more than one read: the rest comes through the event loop
 
@@ -274,6 +296,7 @@ def expected_body(target: str) -> bytes:
     )
 
 
+@needs_two_cpus
 @pytest.mark.parametrize("window_us", [0, 200_000])
 def test_answers_read_while_polling_reach_their_clients_and_their_tests(
     tmp_path: Path, window_us: int
@@ -307,6 +330,7 @@ def test_answers_read_while_polling_reach_their_clients_and_their_tests(
     run(test())
 
 
+@needs_two_cpus
 def test_an_app_that_closes_or_resets_after_a_polled_request_is_recorded_as_it_did(
     tmp_path: Path,
 ) -> None:
@@ -336,6 +360,7 @@ def test_an_app_that_closes_or_resets_after_a_polled_request_is_recorded_as_it_d
     run(test())
 
 
+@needs_two_cpus
 def test_a_slow_app_stops_the_polling(tmp_path: Path) -> None:
     async def test() -> None:
         with threaded_app() as app_port:
