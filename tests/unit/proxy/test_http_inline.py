@@ -99,6 +99,18 @@ async def proxy(
     writer = SetWriter(tmp_path, SetInfo(name="s", created=0.0, app_command="app"))
     recorder = Recorder(writer, concurrent=concurrent)
     hooks = Hooks(recorder, upstream.sockets[0].getsockname()[1], wire=wire)
+    try:
+        async with serving(hooks) as port:
+            yield port, hooks, writer
+    finally:
+        upstream.close()
+        await upstream.wait_closed()
+        writer.close()
+
+
+@asynccontextmanager
+async def serving(hooks: InboundHooks) -> AsyncIterator[int]:
+    """The record proxy's HTTP sessions with ``hooks``, listening; yields the port."""
 
     async def serve(client: ByteStream) -> None:
         await HttpSession(client, hooks).run()
@@ -106,12 +118,9 @@ async def proxy(
     listener = Listener("inbound", serve)
     await listener.start()
     try:
-        yield listener.port, hooks, writer
+        yield listener.port
     finally:
         await listener.stop(grace=0.5)
-        upstream.close()
-        await upstream.wait_closed()
-        writer.close()
 
 
 class Client:

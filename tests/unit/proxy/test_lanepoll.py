@@ -20,13 +20,11 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
+from tests.unit.proxy.test_http_inline import serving
 
 from wiretape.model import BlobRef, Body, SetInfo
-from wiretape.proxy.httpconn import HttpSession
 from wiretape.proxy.inbound import InboundHooks
 from wiretape.proxy.lanepoll import PROBE_EVERY, LanePoll, usable_cpus
-from wiretape.proxy.server import Listener
-from wiretape.proxy.streams import ByteStream
 from wiretape.runner.recorder import Recorder
 from wiretape.store.reader import load_set
 from wiretape.store.writer import SetWriter
@@ -242,16 +240,10 @@ async def proxy(
 ) -> AsyncIterator[tuple[int, InboundHooks, SetWriter]]:
     writer = SetWriter(tmp_path, SetInfo(name="s", created=0.0, app_command="app"))
     hooks = InboundHooks(Recorder(writer), "127.0.0.1", app_port, lane_poll_us=window_us)
-
-    async def serve(client: ByteStream) -> None:
-        await HttpSession(client, hooks).run()
-
-    listener = Listener("inbound", serve)
-    await listener.start()
     try:
-        yield listener.port, hooks, writer
+        async with serving(hooks) as port:
+            yield port, hooks, writer
     finally:
-        await listener.stop(grace=0.5)
         writer.close()
 
 
