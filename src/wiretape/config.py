@@ -463,7 +463,7 @@ _REQUEST_NOISE_KEYS = ("sql", "params")
 _REDIS_NOISE_KEYS = ("command", "args")
 UPSTREAM_TLS = ("disable", "prefer", "require", "verify-full")
 CLIENT_TLS = ("accept", "decline")
-_TLS_PROTOCOLS = ("postgres", "mysql", "redis")
+_TLS_PROTOCOLS = ("postgres", "mysql", "redis", "auto")
 _TLS_KEYS = ("extra_ca", "verify_upstream")
 
 

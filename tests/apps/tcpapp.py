@@ -16,8 +16,9 @@ said, so a replay that gets different answers gives a different response:
 answers the lines it got; ``GET /paced/echo`` sends ``ECHO`` with a word.
 
 The memcached client is created on first use and keeps its connection, as in a real service.
-Environment: MEMCACHED (host:port), PACED (host:port, optional), TCPAPP_VARIANT (``changed``
-uses other keys), PORT (argv[1]).
+Environment: MEMCACHED (host:port), MEMCACHED_TLS (``1``: memcached over TLS, verified against the
+default trust store), PACED (host:port, optional), TCPAPP_VARIANT (``changed`` uses other keys),
+PORT (argv[1]).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -54,7 +56,15 @@ def client() -> Client:
     global _client
     if _client is None:
         host, port = MEMCACHED.rsplit(":", 1)
-        _client = Client((host, int(port)), connect_timeout=10, timeout=30, default_noreply=False)
+        # MEMCACHED_TLS=1: TLS, verified against the default trust store (SSL_CERT_FILE).
+        tls = ssl.create_default_context() if os.environ.get("MEMCACHED_TLS") == "1" else None
+        _client = Client(
+            (host, int(port)),
+            connect_timeout=10,
+            timeout=30,
+            default_noreply=False,
+            tls_context=tls,
+        )
     return _client
 
 

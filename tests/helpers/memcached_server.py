@@ -16,7 +16,9 @@ import os
 import shutil
 import socket
 import socketserver
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ GAP_S = 0.4
 class Server:
     host: str
     port: int
+    ca: Path | None = None  # a TLS server's test CA
 
     @property
     def address(self) -> str:
@@ -59,8 +62,12 @@ def memcached_bin() -> str | None:
 
 
 @contextlib.contextmanager
-def memcached_server() -> Iterator[Server]:
-    """A memcached on 127.0.0.1; skips the test if none is installed."""
+def memcached_server(*, tls: bool = False) -> Iterator[Server]:
+    """A memcached on 127.0.0.1; skips the test if none is installed.
+
+    With ``tls`` it serves TLS only, with a certificate for 127.0.0.1 signed by a test CA of its
+    own (``Server.ca``); skips the test if this memcached was built without TLS.
+    """
     import pytest
     from tests.helpers.procs import Proc, free_port, wait_for_port
 
@@ -71,12 +78,29 @@ def memcached_server() -> Iterator[Server]:
     args = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
     if os.geteuid() == 0:
         args += ["-u", "nobody"]
+    root: Path | None = None
+    ca: Path | None = None
+    if tls:
+        from wiretape.proxy.tls import issue_server_cert, make_test_ca
+
+        usage = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
+        if "--enable-ssl" not in usage.stdout:
+            pytest.skip("this memcached was built without TLS")
+        # Readable by ``nobody``, which memcached runs as under root: test keys only.
+        root = Path(tempfile.mkdtemp(prefix="wt-memcached-"))
+        root.chmod(0o755)
+        ca, ca_key = make_test_ca(root, "memcached test CA")
+        cert, key = issue_server_cert(ca, ca_key, ["127.0.0.1", "localhost"], root)
+        key.chmod(0o644)
+        args += ["-Z", "-o", f"ssl_chain_cert={cert},ssl_key={key}"]
     proc = Proc(args, name="memcached", port=port)
     try:
         wait_for_port(port, timeout=30, proc=proc)
-        yield Server("127.0.0.1", port)
+        yield Server("127.0.0.1", port, ca)
     finally:
         proc.stop()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -843,11 +843,21 @@ def test_bad_database_dep_options(tmp_path: Path, extra: str, line: int, problem
     assert problem in str(err)
 
 
-def test_tls_options_belong_to_databases(tmp_path: Path) -> None:
-    text = "app: {command: run, port: 8000}\ndeps:\n  api:\n    protocol: http\n"
-    text += "    upstream: http://x\n    upstream_tls: require\n"
+@pytest.mark.parametrize(("protocol", "upstream"), [("http", "http://x"), ("tcp", "x:1")])
+def test_tls_options_belong_to_databases_and_auto(
+    tmp_path: Path, protocol: str, upstream: str
+) -> None:
+    text = f"app: {{command: run, port: 8000}}\ndeps:\n  api:\n    protocol: {protocol}\n"
+    text += f"    upstream: {upstream}\n    upstream_tls: require\n"
     err = load_error(tmp_path, text)
-    assert ":6:" in str(err) and "only postgres, mysql and redis" in str(err)
+    assert ":6:" in str(err) and "only postgres, mysql, redis and auto" in str(err)
+
+
+def test_auto_deps_take_tls_options(tmp_path: Path) -> None:
+    text = "app: {command: run, port: 8000}\ndeps:\n  legacy:\n    protocol: auto\n"
+    text += "    upstream: 10.0.0.7:7000\n    upstream_tls: verify-full\n    client_tls: decline\n"
+    dep = load_config(write(tmp_path, text)).deps["legacy"]
+    assert (dep.upstream_tls, dep.client_tls) == ("verify-full", "decline")
 
 
 def test_order_rules_travel_with_noise_paths(tmp_path: Path) -> None:

@@ -4,21 +4,29 @@ Record (``AutoRecordHooks``): the proxy waits up to ``SNIFF_WAIT`` for the clien
 bytes and reads on (each read again within ``SNIFF_WAIT``) until ``wiretape.protocols.sniff``
 is certain. HTTP/1 goes to the HTTP dependency proxy, PostgreSQL and Redis (and MySQL) to theirs,
 each with the bytes already read pushed back in front of the stream (``PrefixStream``), so they
-see the connection from its first byte. Anything else, TLS that wiretape does not terminate
-included, is recorded as generic TCP. When the client says nothing within ``SNIFF_WAIT``, the
-server may be one that speaks first: the proxy connects to the upstream and whichever side then
-speaks first decides. A MySQL greeting goes to the MySQL proxy (which opens its own upstream
-connection, so the one that carried the greeting is closed); any other greeting is recorded as
-generic TCP on the connection that is open already. Each mock keeps the protocol that recorded it
-in its ``protocol`` field.
+see the connection from its first byte. Anything else is recorded as generic TCP. When the
+client says nothing within ``SNIFF_WAIT``, the server may be one that speaks first: the proxy
+connects to the upstream and whichever side then speaks first decides. A MySQL greeting goes to
+the MySQL proxy (which opens its own upstream connection, so the one that carried the greeting
+is closed); any other greeting is recorded as generic TCP on the connection that is open
+already. Each mock keeps the protocol that recorded it in its ``protocol`` field.
+
+A TLS ClientHello is terminated with the wiretape CA (``terminates``: unless the dependency has
+``client_tls: decline``, or the client offers only application protocols other than HTTP/1.1,
+such as ``h2`` or PostgreSQL's direct TLS), and what runs inside is sniffed in turn. HTTP/1 then
+goes to the HTTP proxy with an ``https://`` upstream, Redis to the Redis proxy with TLS toward
+the server, and anything else is recorded as generic TCP with TLS toward the server
+(``as_protocol``). The recordings hold the plaintext, so they replay: a handshake's bytes never
+repeat. A ClientHello that is not terminated is relayed untouched, as generic TCP.
 
 The protocol proxies come from the runner (``sub_handlers``): the same factory that serves a
 dependency of that protocol, so ``auto`` uses exactly the protocols this build can record, and
 falls back to generic TCP for the others.
 
-Replay (``AutoMockServer``): the mock server sniffs the same way and hands the connection to the
-mock server of the sniffed protocol. If this dependency recorded connections where the server
-spoke first, a client that says nothing within ``SNIFF_WAIT`` gets the recorded greeting.
+Replay (``AutoMockServer``): the mock server sniffs the same way, terminates TLS the same way,
+and hands the connection to the mock server of the sniffed protocol. If this dependency
+recorded connections where the server spoke first, a client that says nothing within
+``SNIFF_WAIT`` gets the recorded greeting.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
@@ -36,8 +45,9 @@ from wiretape.match.index import MockIndex
 from wiretape.model import Mock
 from wiretape.protocols.sniff import NEED_DATA, Side, Sniffed, Sniffer
 from wiretape.proxy.server import Handler
-from wiretape.proxy.streams import ByteStream, PrefixStream
+from wiretape.proxy.streams import ByteStream, PrefixStream, TlsServerStream
 from wiretape.proxy.tcp import TcpMockServer, TcpRecordHooks
+from wiretape.proxy.tls import CertificateAuthority, client_context
 from wiretape.runner.recorder import Attribution, Recorder
 from wiretape.secrets import Secrets
 
@@ -51,6 +61,8 @@ __all__ = [
     "as_protocol",
     "dispatch_protocol",
     "sub_handlers",
+    "terminate_tls",
+    "terminates",
     "wire_mock_handler",
     "wire_record_handler",
 ]
@@ -61,7 +73,12 @@ SNIFF_WAIT = 0.2  # seconds the client may stay silent before the server is aske
 # Sniffed protocol -> the dependency protocol whose proxy takes the connection; others are tcp.
 _DISPATCH = {"http": "http", "postgres": "postgres", "redis": "redis", "mysql": "mysql"}
 
-SubHandlers = Callable[[str], Handler | None]
+# The protocols whose own proxy takes a connection found inside terminated TLS; the others are
+# recorded as generic TCP over TLS.
+_OVER_TLS = frozenset({"http", "redis"})
+_HTTP1 = "http/1.1"
+
+SubHandlers = Callable[[str, bool], Handler | None]
 
 
 def dispatch_protocol(verdict: Sniffed) -> str:
@@ -69,26 +86,68 @@ def dispatch_protocol(verdict: Sniffed) -> str:
     return _DISPATCH.get(verdict.protocol, "tcp")
 
 
-def as_protocol(dep: DepConfig, protocol: str) -> DepConfig:
-    """``dep`` as a dependency of ``protocol`` (an http upstream is a URL)."""
-    upstream = f"http://{dep.upstream}" if protocol == "http" else dep.upstream
-    return dataclasses.replace(dep, protocol=protocol, upstream=upstream)
+def terminates(dep: DepConfig, verdict: Sniffed) -> bool:
+    """Whether wiretape terminates a connection that opened with this TLS ClientHello: when the
+    dependency accepts the app's TLS (``client_tls``) and the client can speak a protocol that
+    wiretape reads (no ALPN, or HTTP/1.1 among the ALPN protocols offered)."""
+    if verdict.protocol != "tls" or dep.client_tls != "accept":
+        return False
+    return not verdict.alpn or _HTTP1 in verdict.alpn
+
+
+def as_protocol(dep: DepConfig, protocol: str, tls: bool = False) -> DepConfig:
+    """``dep`` as a dependency of ``protocol`` (an http upstream is a URL). ``tls``: the app's
+    TLS was terminated, so the server is reached over TLS too unless ``upstream_tls`` is
+    ``disable``: ``https://`` for HTTP, and for Redis ``prefer`` becomes ``require``."""
+    secure = tls and dep.upstream_tls != "disable"
+    upstream = dep.upstream
+    if protocol == "http":
+        upstream = f"{'https' if secure else 'http'}://{dep.upstream}"
+    upstream_tls = dep.upstream_tls
+    if secure and protocol == "redis" and upstream_tls == "prefer":
+        upstream_tls = "require"
+    return dataclasses.replace(dep, protocol=protocol, upstream=upstream, upstream_tls=upstream_tls)
 
 
 def sub_handlers(
     dep: DepConfig, dep_handler: Callable[[DepConfig], Handler], supported: Collection[str]
 ) -> SubHandlers:
-    """The handler for each protocol an ``auto`` connection may turn out to speak, made on
-    first use by ``dep_handler``; None for protocols not in ``supported`` (and tcp)."""
-    made: dict[str, Handler | None] = {}
+    """The handler for each protocol an ``auto`` connection may turn out to speak (in clear, or
+    inside TLS that wiretape terminated), made on first use by ``dep_handler``; None for
+    protocols not in ``supported`` (and tcp)."""
+    made: dict[tuple[str, bool], Handler | None] = {}
 
-    def handler_for(protocol: str) -> Handler | None:
-        if protocol not in made:
+    def handler_for(protocol: str, tls: bool) -> Handler | None:
+        key = (protocol, tls)
+        if key not in made:
             usable = protocol in supported and protocol not in ("tcp", "auto")
-            made[protocol] = dep_handler(as_protocol(dep, protocol)) if usable else None
-        return made[protocol]
+            made[key] = dep_handler(as_protocol(dep, protocol, tls)) if usable else None
+        return made[key]
 
     return handler_for
+
+
+async def terminate_tls(
+    client: ByteStream, hello: bytes, verdict: Sniffed, dep: DepConfig, ca: CertificateAuthority
+) -> ByteStream | None:
+    """The plaintext of ``client``, whose TLS handshake began with ``hello``, after answering it
+    with a certificate of the wiretape CA: for the server name the client asked for, or for the
+    loopback names. None when the handshake fails (logged)."""
+    context = None
+    if verdict.sni:
+        try:
+            context = ca.server_context(verdict.sni)
+        except ValueError as exc:  # a name no certificate can carry
+            log.info("%s: no certificate for the server name %r: %s", dep.name, verdict.sni, exc)
+    if context is None:
+        context = ca.loopback_context(alpn=(_HTTP1,))
+    stream = TlsServerStream(client, context, initial=hello)
+    try:
+        await stream.handshake()
+    except (ssl.SSLError, ConnectionError) as exc:
+        log.info("%s: the app's TLS handshake failed: %s", dep.name, exc)
+        return None
+    return stream
 
 
 async def _read_within(stream: ByteStream, timeout: float) -> bytes | None:
@@ -122,12 +181,26 @@ async def _cancel(task: asyncio.Future[bytes]) -> None:
 
 
 class AutoRecordHooks:
-    """Record proxy for one ``protocol: auto`` dependency."""
+    """Record proxy for one ``protocol: auto`` dependency.
 
-    def __init__(self, dep: DepConfig, tcp: TcpRecordHooks, handler_for: SubHandlers) -> None:
+    ``tcp`` records generic TCP in clear; ``tcp_tls`` records it inside TLS that wiretape
+    terminated with ``ca``, with TLS toward the server.
+    """
+
+    def __init__(
+        self,
+        dep: DepConfig,
+        tcp: TcpRecordHooks,
+        handler_for: SubHandlers,
+        *,
+        ca: CertificateAuthority | None = None,
+        tcp_tls: TcpRecordHooks | None = None,
+    ) -> None:
         self.dep = dep
         self.tcp = tcp
+        self.tcp_tls = tcp_tls or tcp
         self.handler_for = handler_for
+        self.ca = ca
 
     async def serve(self, client: ByteStream) -> None:
         opening = self.tcp.recorder.attribute_now()
@@ -138,28 +211,80 @@ class AutoRecordHooks:
         if not first:
             return
         verdict, seen = await _sniff(client, first, Side.CLIENT)
-        await self._client_first(verdict, PrefixStream(seen, client), opening)
+        await self._client_first(verdict, client, seen, opening)
 
     async def _client_first(
         self,
         verdict: Sniffed,
         client: ByteStream,
+        seen: bytes,
         opening: Attribution,
         upstream: ByteStream | None = None,
         connected: float | None = None,
     ) -> None:
+        """Hand on a connection whose client spoke first (``seen``: its bytes read so far)."""
+        if self.ca is not None and terminates(self.dep, verdict):
+            if upstream is not None:
+                upstream.close()
+            await self._inside_tls(client, seen, verdict, opening)
+            return
+        if verdict.protocol == "tls":
+            log.info(
+                "%s: a TLS connection (ALPN %s) is relayed untouched, as generic TCP: "
+                "it cannot be replayed",
+                self.dep.name,
+                ", ".join(verdict.alpn) or "none",
+            )
+        stream = PrefixStream(seen, client)
+        await self._dispatch(verdict, stream, opening, False, upstream, connected)
+
+    async def _dispatch(
+        self,
+        verdict: Sniffed,
+        client: ByteStream,
+        opening: Attribution,
+        tls: bool,
+        upstream: ByteStream | None = None,
+        connected: float | None = None,
+    ) -> None:
+        """``client``'s connection to the proxy of its protocol, or recorded as generic TCP;
+        ``tls``: inside TLS that wiretape terminated."""
         protocol = dispatch_protocol(verdict)
-        handler = self.handler_for(protocol)
-        log.debug("%s: %s connection (%s)", self.dep.name, protocol, verdict)
+        handler = None
+        if not tls or protocol in _OVER_TLS:
+            handler = self.handler_for(protocol, tls)
+        log.debug("%s: %s connection%s (%s)", self.dep.name, protocol, " in TLS" * tls, verdict)
         if handler is not None:
             if upstream is not None:
                 upstream.close()
             await handler(client)
             return
-        await self.tcp.relay(client, upstream, opening=opening, connected=connected)
+        tcp = self.tcp_tls if tls else self.tcp
+        await tcp.relay(client, upstream, opening=opening, connected=connected)
 
-    async def _server_first(self, client: ByteStream, opening: Attribution) -> None:
-        upstream = await self.tcp.connect()
+    async def _inside_tls(
+        self, client: ByteStream, hello: bytes, verdict: Sniffed, opening: Attribution
+    ) -> None:
+        assert self.ca is not None
+        stream = await terminate_tls(client, hello, verdict, self.dep, self.ca)
+        if stream is None:
+            return
+        first = await _read_within(stream, SNIFF_WAIT)
+        if first is None:
+            await self._server_first(stream, opening, tls=True)
+            return
+        if not first:
+            return
+        inner, seen = await _sniff(stream, first, Side.CLIENT)
+        await self._dispatch(inner, PrefixStream(seen, stream), opening, True)
+
+    async def _server_first(
+        self, client: ByteStream, opening: Attribution, tls: bool = False
+    ) -> None:
+        """The client said nothing at first: the server may be one that speaks first.
+        ``tls``: ``client`` is inside TLS that wiretape terminated."""
+        tcp = self.tcp_tls if tls else self.tcp
+        upstream = await tcp.connect()
         if upstream is None:
             return
         connected = time.time()
@@ -181,9 +306,12 @@ class AutoRecordHooks:
                 upstream.close()
                 return
             verdict, seen = await _sniff(client, first, Side.CLIENT)
-            await self._client_first(
-                verdict, PrefixStream(seen, client), opening, upstream, connected
-            )
+            if tls:
+                await self._dispatch(
+                    verdict, PrefixStream(seen, client), opening, True, upstream, connected
+                )
+            else:
+                await self._client_first(verdict, client, seen, opening, upstream, connected)
             return
         greeting = from_server.result()
         greeted = time.time()
@@ -196,14 +324,14 @@ class AutoRecordHooks:
         if greeting:
             verdict, seen = await _sniff(upstream, greeting, Side.SERVER)
         handler = None
-        if verdict.protocol == "mysql":
-            handler = self.handler_for(dispatch_protocol(verdict))
+        if verdict.protocol == "mysql" and not tls:
+            handler = self.handler_for(dispatch_protocol(verdict), False)
         log.debug("%s: the server spoke first (%s)", self.dep.name, verdict)
         if handler is not None:
             upstream.close()
             await handler(stream)
             return
-        await self.tcp.relay(
+        await tcp.relay(
             stream, upstream, opening=opening, connected=connected, greeting=seen, greeted=greeted
         )
 
@@ -220,10 +348,13 @@ class AutoMockServer:
         tcp: TcpMockServer,
         handler_for: SubHandlers,
         recorded: Iterable[Mock],
+        *,
+        ca: CertificateAuthority | None = None,
     ) -> None:
         self.dep = dep
         self.tcp = tcp
         self.handler_for = handler_for
+        self.ca = ca
         self.protocols = frozenset(m.protocol for m in recorded if m.dep == dep.name)
         self.server_first = tcp.has_opening or "mysql" in self.protocols
 
@@ -231,7 +362,7 @@ class AutoMockServer:
         if self.server_first:
             first = await _read_within(client, SNIFF_WAIT)
             if first is None:
-                mysql = None if self.tcp.has_opening else self.handler_for("mysql")
+                mysql = None if self.tcp.has_opening else self.handler_for("mysql", False)
                 if mysql is not None:
                     await mysql(client)
                 else:
@@ -242,12 +373,32 @@ class AutoMockServer:
         if not first:
             return
         verdict, seen = await _sniff(client, first, Side.CLIENT)
+        tls = self.ca is not None and terminates(self.dep, verdict)
+        if tls:
+            assert self.ca is not None
+            inner = await terminate_tls(client, seen, verdict, self.dep, self.ca)
+            if inner is None:
+                return
+            client = inner
+            if self.tcp.has_opening:
+                first = await _read_within(client, SNIFF_WAIT)
+                if first is None:  # a greeting inside TLS
+                    await self.tcp.serve_connection(client, greet=True)
+                    return
+            else:
+                first = await client.read()
+            if not first:
+                return
+            verdict, seen = await _sniff(client, first, Side.CLIENT)
         stream = PrefixStream(seen, client)
         protocol = dispatch_protocol(verdict)
         handler = None
-        if protocol in self.protocols or "tcp" not in self.protocols:
-            handler = self.handler_for(protocol)
-        log.debug("%s: %s connection (%s)", self.dep.name, protocol, verdict)
+        if (not tls or protocol in _OVER_TLS) and (
+            protocol in self.protocols or "tcp" not in self.protocols
+        ):
+            # One mock server per protocol, in clear or not: they share what was recorded.
+            handler = self.handler_for(protocol, False)
+        log.debug("%s: %s connection%s (%s)", self.dep.name, protocol, " in TLS" * tls, verdict)
         if handler is not None:
             await handler(stream)
         else:
@@ -262,12 +413,21 @@ def wire_record_handler(
     dep: DepConfig,
     dep_handler: Callable[[DepConfig], Handler],
     supported: Collection[str],
+    *,
+    ca: CertificateAuthority | None = None,
+    upstream_tls: ssl.SSLContext | None = None,
 ) -> Handler:
-    """The record handler of a ``tcp`` or ``auto`` dependency."""
+    """The record handler of a ``tcp`` or ``auto`` dependency. ``ca`` terminates the TLS of an
+    app on an ``auto`` dependency; ``upstream_tls`` is the context toward its server then."""
     tcp = TcpRecordHooks(recorder, dep)
     if dep.protocol == "tcp":
         return tcp.serve
-    return AutoRecordHooks(dep, tcp, sub_handlers(dep, dep_handler, supported)).serve
+    tcp_tls = tcp
+    if dep.upstream_tls != "disable":
+        context = upstream_tls or client_context(verify=dep.upstream_tls == "verify-full")
+        tcp_tls = TcpRecordHooks(recorder, dep, tls=context)
+    handler_for = sub_handlers(dep, dep_handler, supported)
+    return AutoRecordHooks(dep, tcp, handler_for, ca=ca, tcp_tls=tcp_tls).serve
 
 
 def wire_mock_handler(
@@ -279,10 +439,13 @@ def wire_mock_handler(
     *,
     latency: str = "recorded",
     secrets: Secrets | None = None,
+    ca: CertificateAuthority | None = None,
 ) -> Handler:
-    """The replay handler of a ``tcp`` or ``auto`` dependency."""
+    """The replay handler of a ``tcp`` or ``auto`` dependency; ``ca`` terminates the TLS of an
+    app on an ``auto`` dependency."""
     recorded = [*test_set.session, *(m for mocks in test_set.mocks.values() for m in mocks)]
     tcp = TcpMockServer(dep, index, recorded, latency=latency, secrets=secrets)
     if dep.protocol == "tcp":
         return tcp.serve
-    return AutoMockServer(dep, tcp, sub_handlers(dep, dep_handler, supported), recorded).serve
+    handler_for = sub_handlers(dep, dep_handler, supported)
+    return AutoMockServer(dep, tcp, handler_for, recorded, ca=ca).serve

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import cast
@@ -62,22 +63,36 @@ LATENCIES = ("recorded", "none")
 EXTEND_WAIT = 0.05  # seconds: a whole recording that may grow into a longer one waits this long
 STALL_WAIT = 2.0  # seconds: client bytes that stop in the middle of every recording are a miss
 CLOSE_WAIT = 5.0  # seconds: how long the other direction may go on once one side has closed
+TLS_CLOSE_WAIT = 0.5  # the same toward a TLS server, which never sees the app's half-close
 
 
 # -- record -------------------------------------------------------------------------------------
 
 
 class TcpRecordHooks:
-    """Record proxy for one ``protocol: tcp`` dependency (or a connection ``auto`` gave up on)."""
+    """Record proxy for one ``protocol: tcp`` dependency (or a connection ``auto`` gave up on).
 
-    def __init__(self, recorder: Recorder, dep: DepConfig) -> None:
+    ``tls``: speak TLS to the server with this context (``auto`` terminates an app's TLS and
+    records what runs inside it).
+    """
+
+    def __init__(
+        self, recorder: Recorder, dep: DepConfig, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.recorder = recorder
         self.dep = dep
+        self.tls = tls
 
     async def connect(self) -> ByteStream | None:
         dep = self.dep
+        tls = self.tls
         try:
-            return await open_stream(dep.upstream_host, dep.upstream_port)
+            return await open_stream(
+                dep.upstream_host,
+                dep.upstream_port,
+                tls=tls,
+                server_hostname=dep.upstream_host if tls is not None else None,
+            )
         except (TimeoutError, OSError) as exc:
             log.warning("%s: cannot reach %s: %s", dep.name, dep.upstream, exc)
             return None
@@ -138,8 +153,11 @@ class _RecordConnection:
                 self.tracker.server(greeting, greeted or time.time())
             up = asyncio.create_task(self._pump_server())
             await self._pump_client()
+            # The app is done: the server may still owe answers. Over plain TCP it saw the end
+            # and closes; a TLS connection cannot be half-closed, so it gets less time.
+            wait = CLOSE_WAIT if self.hooks.tls is None else TLS_CLOSE_WAIT
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(up), CLOSE_WAIT)
+                await asyncio.wait_for(asyncio.shield(up), wait)
         finally:
             if up is not None:
                 up.cancel()

@@ -169,22 +169,25 @@ class CertificateAuthority:
                 self._contexts.popitem(last=False)
         return context
 
-    def loopback_context(self) -> ssl.SSLContext:
+    def loopback_context(self, alpn: Sequence[str] = ("postgresql",)) -> ssl.SSLContext:
         """A server context for wiretape's own listeners: valid for localhost, 127.0.0.1 and ::1.
 
         Database clients that verify the server (``sslmode=verify-full``) connect to these names.
+        ``alpn``: the protocols the server may choose from what the client offers (PostgreSQL's
+        direct TLS asks for ``postgresql``).
         """
         hosts = ["localhost", "127.0.0.1", "::1"]
+        key = LOOPBACK + " ".join(alpn)
         now = _now()
         with self._lock:
-            hit = self._contexts.get(LOOPBACK)
+            hit = self._contexts.get(key)
             if hit is not None and hit[1] > now:
                 return hit[0]
         leaf_key, leaf_key_pem = _shared_leaf_key()
         leaf = _build_leaf_cert(hosts, self.certificate, self._key, leaf_key)
-        context = self._load_server_context(leaf, leaf_key_pem, alpn=["postgresql"])
+        context = self._load_server_context(leaf, leaf_key_pem, alpn=list(alpn))
         with self._lock:
-            self._contexts[LOOPBACK] = (context, leaf.not_valid_after_utc)
+            self._contexts[key] = (context, leaf.not_valid_after_utc)
         return context
 
     def _load_server_context(

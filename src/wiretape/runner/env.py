@@ -21,9 +21,10 @@ def app_environment(
 ) -> dict[str, str]:
     """``base`` (default: our own environment) + app.env templates + proxy and CA variables.
 
-    ``NO_PROXY`` lists the named dependencies' exact addresses so the app reaches them directly
-    while every other HTTP(S) call goes through the forward proxy. Clients that ignore ports in
-    ``NO_PROXY`` (curl) bypass the proxy for those hosts entirely.
+    ``NO_PROXY`` lists the named dependencies' exact addresses (a loopback one also under the
+    name ``localhost``) so the app reaches them directly while every other HTTP(S) call goes
+    through the forward proxy. Clients that ignore ports in ``NO_PROXY`` (curl) bypass the proxy
+    for those hosts entirely.
     """
     env = dict(os.environ if base is None else base)
     for var in (*PROXY_VARS, "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
@@ -31,7 +32,13 @@ def app_environment(
     if forward_proxy is not None:
         for var in PROXY_VARS:
             env[var] = f"http://{forward_proxy}"
-        bypass = [*dep_addresses.values(), f"127.0.0.1:{cfg.app.port}", f"localhost:{cfg.app.port}"]
+        bypass = []
+        for address in dep_addresses.values():
+            bypass.append(address)
+            host, _, port = address.rpartition(":")
+            if host == "127.0.0.1":  # the app may name a dependency's listener either way
+                bypass.append(f"localhost:{port}")
+        bypass += [f"127.0.0.1:{cfg.app.port}", f"localhost:{cfg.app.port}"]
         env["NO_PROXY"] = env["no_proxy"] = ",".join(bypass)
     if ca is not None:
         env.update(tls.app_env(ca))

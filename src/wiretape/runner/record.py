@@ -102,17 +102,15 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         client_tls = tls.client_context(verify=cfg.tls.verify_upstream, extra_ca=cfg.tls.extra_ca)
 
         def dep_handler(dep: DepConfig) -> Handler:
+            verify = dep.upstream_tls == "verify-full"
+            upstream_tls = tls.client_context(verify=verify, extra_ca=cfg.tls.extra_ca)
             if dep.protocol in ("tcp", "auto"):
-                return wire_record_handler(recorder, dep, dep_handler, SUPPORTED)
+                return wire_record_handler(
+                    recorder, dep, dep_handler, SUPPORTED, ca=stage.ca, upstream_tls=upstream_tls
+                )
             database = _DATABASE_HOOKS.get(dep.protocol)
             if database is not None:
-                verify = dep.upstream_tls == "verify-full"
-                return database(
-                    recorder,
-                    dep,
-                    ca=stage.ca,
-                    upstream_tls=tls.client_context(verify=verify, extra_ca=cfg.tls.extra_ca),
-                ).serve
+                return database(recorder, dep, ca=stage.ca, upstream_tls=upstream_tls).serve
             return DepHooks(recorder, dep.name, dep.upstream, client_tls=client_tls).serve
 
         await stage.serve_deps(

@@ -114,6 +114,7 @@ async def replay(
                     SUPPORTED,
                     latency=opts.latency,
                     secrets=secrets,
+                    ca=stage.ca,
                 )
             if dep.protocol == "redis":
                 return RedisMockServer(dep, index, ca=stage.ca).serve
