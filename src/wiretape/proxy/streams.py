@@ -99,7 +99,10 @@ class SocketProtocol(asyncio.Protocol):
         self._eof = True
         self._end_inline()
         self._wake()
-        return True  # keep the transport open: the other direction may still be sending
+        # Keep the transport open: the other direction may still be sending. A TLS transport
+        # closes after the peer's close_notify whatever this says, and warns if asked not to.
+        transport = self.transport
+        return transport is None or transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True

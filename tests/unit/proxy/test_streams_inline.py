@@ -5,12 +5,16 @@ the end of the stream, when writing pauses, or when the feed raises."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
 from wiretape.proxy.streams import SocketStream, memory_pair, open_stream, serve_inline
+from wiretape.proxy.tls import client_context, issue_server_cert, make_test_ca
 
 Peer = tuple[SocketStream, asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -141,3 +145,38 @@ def test_other_streams_are_read() -> None:
         assert await serve_inline(a, lambda data: True) is False
 
     run(test)
+
+
+def test_a_tls_peer_that_closes_ends_the_stream_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The peer's close_notify ends a TLS stream; asyncio warns when a protocol asks to keep a
+    TLS transport open after it, and that warning reached the user's console."""
+    ca_cert, ca_key = make_test_ca(tmp_path, "stream test CA")
+    cert, key = issue_server_cert(ca_cert, ca_key, ["127.0.0.1"], tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello")
+        await writer.drain()
+        writer.close()  # sends close_notify
+
+    async def test() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        stream = await open_stream(
+            "127.0.0.1", port, tls=client_context(extra_ca=ca_cert), server_hostname="127.0.0.1"
+        )
+        received = b""
+        while chunk := await stream.read():
+            received += chunk
+        assert received == b"hello"
+        assert stream.at_eof
+        stream.close()
+        server.close()
+        await server.wait_closed()
+
+    with caplog.at_level(logging.WARNING):
+        run(test)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
