@@ -127,6 +127,13 @@ def sub_handlers(
     return handler_for
 
 
+def _refused_certificate(exc: BaseException) -> bool:
+    """Whether a server-side handshake failed on the client's alert that it does not accept
+    the certificate (``TLSV1_ALERT_UNKNOWN_CA``, ``SSLV3_ALERT_BAD_CERTIFICATE``...)."""
+    reason = str(getattr(exc, "reason", None) or "")
+    return "ALERT" in reason and ("CERTIFICATE" in reason or reason.endswith("_CA"))
+
+
 async def terminate_tls(
     client: ByteStream, hello: bytes, verdict: Sniffed, dep: DepConfig, ca: CertificateAuthority
 ) -> ByteStream | None:
@@ -145,7 +152,17 @@ async def terminate_tls(
     try:
         await stream.handshake()
     except (ssl.SSLError, ConnectionError) as exc:
-        log.info("%s: the app's TLS handshake failed: %s", dep.name, exc)
+        if _refused_certificate(exc):
+            log.warning(
+                "%s: the app refused wiretape's certificate (%s); it must trust the wiretape "
+                "CA, which SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS and "
+                "CURL_CA_BUNDLE point at, or use deps.%s.client_tls: decline",
+                dep.name,
+                exc,
+                dep.name,
+            )
+        else:
+            log.info("%s: the app's TLS handshake failed: %s", dep.name, exc)
         return None
     return stream
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+from pathlib import Path
 
 import pytest
 
 from wiretape.config import DepConfig
 from wiretape.protocols.sniff import Side, Sniffed, Sniffer
-from wiretape.proxy.auto import as_protocol, terminates
+from wiretape.proxy.auto import _refused_certificate, as_protocol, terminates
+from wiretape.proxy.tls import CertificateAuthority, make_test_ca
 
 DEP = DepConfig(name="legacy", protocol="auto", upstream="10.0.0.7:7000")
 
@@ -76,3 +78,31 @@ def test_inside_tls_redis_requires_tls_toward_the_server() -> None:
     plain = dataclasses.replace(DEP, upstream_tls="disable")
     assert as_protocol(plain, "redis", tls=True).upstream_tls == "disable"
     assert as_protocol(DEP, "redis", tls=True).protocol == "redis"
+
+
+def test_an_app_that_does_not_trust_the_wiretape_ca_is_told_apart(tmp_path: Path) -> None:
+    """The handshake error a server sees when the client refuses its certificate, from a real
+    handshake (memory BIOs): the warning that names the CA variables depends on it."""
+    ca = CertificateAuthority.load_or_create(tmp_path / "ca")
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    from_server, from_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server = ca.loopback_context(alpn=("http/1.1",)).wrap_bio(
+        to_server, from_server, server_side=True
+    )
+    untrusting = ssl.create_default_context(cafile=str(make_test_ca(tmp_path, "other CA")[0]))
+    client = untrusting.wrap_bio(to_client, from_client, server_hostname="localhost")
+    failure: ssl.SSLError | None = None
+    for _ in range(5):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                if side is server and failure is None:
+                    failure = exc
+        to_server.write(from_client.read())
+        to_client.write(from_server.read())
+    assert failure is not None and _refused_certificate(failure), failure
+    assert not _refused_certificate(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER]"))
+    assert not _refused_certificate(ConnectionResetError())
