@@ -9,13 +9,20 @@ tenth test reads back the order made five tests before, so the set has real chai
 searched for in every later request, as ``detect`` worked before it indexed the values) up to
 ``--every-value-up-to`` tests. Prints the best of ``--rounds`` as ms and µs per test; checks that
 both find the same chains.
+
+    .venv/bin/python bench/chains.py --memory [--sizes 20000,100000,200000]
+
+prints instead what a ``Detector`` holds after each size (tracemalloc), with its default horizon
+and with none: the memory a recording's writer spends on chains.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 
 from wiretape import chains
@@ -79,12 +86,41 @@ def best(
     return min(times), result
 
 
+def held(tests: Sequence[TestCase], horizon: int) -> float:
+    """MiB a ``Detector`` with ``horizon`` holds once it has taken ``tests`` (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        detector = chains.Detector(horizon=horizon)
+        for test in tests:
+            detector.add(test)
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return size / (1 << 20)
+
+
+def memory(sizes: Sequence[int]) -> None:
+    print(f"| tests | held, horizon {chains.HORIZON:,} (MiB) | held, unbounded (MiB) |")
+    print("|---:|---:|---:|")
+    for n in sizes:
+        tests = order_set(n)
+        bounded, unbounded = held(tests, chains.HORIZON), held(tests, n + 1)
+        print(f"| {n:,} | {bounded:.1f} | {unbounded:.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000,2000,4000,8000,16000,32000")
     ap.add_argument("--every-value-up-to", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--memory", action="store_true", help="the detector's memory against set size instead"
+    )
     args = ap.parse_args()
+    if args.memory:
+        memory([int(s) for s in args.sizes.split(",")])
+        return
     print("| tests | chains | `detect` ms | µs/test | every value searched, ms | µs/test |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in (int(s) for s in args.sizes.split(",")):

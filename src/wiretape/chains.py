@@ -16,6 +16,8 @@ Detection, per test in recorded order:
 - A value is not a chain when the client already sent it before the response that would be its
   source (it is the client's own constant), or when the source test's own request carried it
   (the response only echoes it). The most recent source before a use wins.
+- Memory is bounded (``Detector``): a value is followed for at least ``HORIZON`` tests after a
+  response last handed it out or a request last used it, then forgotten.
 
 A recorded secret placeholder (``wiretape:secret:N``) is a value like any other, so a token the
 recorder redacted in the login response and in every later ``Authorization`` header still
@@ -42,7 +44,10 @@ from wiretape.model import (
     header_all,
 )
 
-__all__ = ["Detector", "detect", "substitute", "value_at"]
+__all__ = ["HORIZON", "Detector", "detect", "substitute", "value_at"]
+
+# Tests in each of the detector's two generations: values it remembers, and for how long.
+HORIZON = 20_000
 
 MIN_LENGTH = 6
 MAX_BODY = 1 << 20  # bodies larger than this are not searched
@@ -229,30 +234,74 @@ class _Sources:
 
 class Detector:
     """``detect``, one test at a time, in recorded order: what ``SetWriter`` runs as it writes
-    a recording's tests."""
+    a recording's tests.
 
-    def __init__(self) -> None:
-        self._seen = _Sources()
-        self._sent_before: set[str] = set()  # values some earlier request already carried
+    Memory is bounded however long a recording runs: what the detector remembers (values handed
+    out, values requests carried) lives in two generations of ``horizon`` tests each, and the
+    older one is dropped when the younger one is full. A value is followed for at least
+    ``horizon`` tests after a response last handed it out or a request last used it, since each
+    use carries it into the young generation: a login token used throughout a session stays
+    chained. Only a set longer than ``horizon`` tests can lose anything, and only values left
+    unused that long.
+    """
+
+    def __init__(self, horizon: int = HORIZON) -> None:
+        if horizon < 1:
+            raise ValueError("the horizon is at least one test")
+        self.horizon = horizon
+        self._young = _Sources()
+        self._old = _Sources()
+        self._sent_young: set[str] = set()  # values some earlier request already carried
+        self._sent_old: set[str] = set()
+        self._tests = 0  # in the young generation
 
     def add(self, test: TestCase) -> tuple[Chain, ...]:
         """The chains of ``test``, the next test in recorded order."""
-        seen = self._seen
+        young = self._young
         searched = _Searched.of(test.request)
         own = searched.strings()
         found: list[Chain] = []
-        for value in seen.found_in(own):
-            where = searched.where(value, seen.forms(value))
+        for value, where_seen in self._found_in(own):
+            where = searched.where(value, where_seen.forms(value))
             if where:
-                source, path = seen.latest[value]
+                source, path = where_seen.latest[value]
                 found.append(Chain(source=source, path=path, value=value, targets=tuple(where)))
-        self._sent_before.update(own)
+                if where_seen is not young:
+                    young.add(value, source, path)  # used: remembered for another horizon
+        self._sent_young.update(own)
         if test.response is not None:
             for path, value in sources(test.response):
-                if value in self._sent_before or any(value in s for s in own):
+                if (
+                    value in self._sent_young
+                    or value in self._sent_old
+                    or any(value in s for s in own)
+                ):
                     continue
-                seen.add(value, test.id, path)
+                young.add(value, test.id, path)
+        self._tests += 1
+        if self._tests >= self.horizon:
+            self._old, self._young = young, _Sources()
+            self._sent_old, self._sent_young = self._sent_young, set()
+            self._tests = 0
         return tuple(found)
+
+    def _found_in(self, strings: set[str]) -> list[tuple[str, _Sources]]:
+        """``_Sources.found_in`` over both generations, older values first, each value with the
+        generation that holds its latest source."""
+        young = self._young.found_in(strings)
+        if not self._old.latest:
+            return [(value, self._young) for value in young]
+        old = self._old.found_in(strings)
+        in_young = set(young)
+        in_old = set(old)
+        found = [(value, self._young if value in in_young else self._old) for value in old]
+        found += [(value, self._young) for value in young if value not in in_old]
+        return found
+
+    @property
+    def remembered(self) -> int:
+        """How many handed-out values the detector holds now (both generations)."""
+        return len(self._young.latest) + len(self._old.latest)
 
 
 def detect(tests: Sequence[TestCase]) -> dict[str, tuple[Chain, ...]]:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wiretape import chains as chains_module
-from wiretape.chains import detect, sources, substitute, uses, value_at
+from wiretape.chains import Detector, detect, sources, substitute, uses, value_at
 from wiretape.model import Chain, HttpRequest, HttpResponse, TestCase
 
 JSON = (("Content-Type", "application/json"),)
@@ -200,6 +200,70 @@ def test_detect_finds_what_searching_every_value_finds(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(chains_module, "_DIRECT_SEARCH", direct_below)
         assert detect(tests) == detect_by_every_value(tests)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tests=_sets(), horizon=st.integers(1, 6))
+def test_a_bounded_detector_finds_every_chain_within_its_horizon(
+    tests: list[TestCase], horizon: int
+) -> None:
+    """What a detector remembers lives in two generations of ``horizon`` tests: every chain
+    whose source is at most ``horizon`` tests before its use is still found, as is."""
+    at = {test.id: n for n, test in enumerate(tests)}
+    unbounded = detect(tests)
+    detector = Detector(horizon=horizon)
+    for test in tests:
+        bounded = set(detector.add(test))
+        near = {c for c in unbounded.get(test.id, ()) if at[test.id] - at[c.source] <= horizon}
+        assert near <= bounded, (test.id, near - bounded)
+
+
+def orders(count: int, start: int = 0) -> list[TestCase]:
+    """``count`` orders, each answered with a new id that nothing uses."""
+    return [
+        recorded(n, "POST", "/orders", {"sku": "sku-1"}, answer={"id": f"ord-{n:08d}"})
+        for n in range(start, start + count)
+    ]
+
+
+def test_a_token_in_use_is_remembered_past_any_horizon() -> None:
+    detector = Detector(horizon=10)
+    assert detector.add(recorded(0, "POST", "/login", answer={"token": TOKEN})) == ()
+    auth = (("Authorization", f"Bearer {TOKEN}"),)
+    for n in range(1, 200):  # twenty horizons, each test using the token and making an order
+        test = recorded(n, "POST", "/orders", {"n": n}, headers=auth, answer={"id": f"o-{n:06d}"})
+        assert detector.add(test) == (
+            Chain("0000-t", "body.token", TOKEN, ("header.Authorization",)),
+        ), n
+
+
+def test_a_value_left_unused_past_two_horizons_is_forgotten() -> None:
+    horizon = 50
+    source = recorded(0, "POST", "/orders", answer={"id": "ord-first-one"})
+    use = recorded(10_000, "GET", "/orders/ord-first-one")
+    chain = (Chain("0000-t", "body.id", "ord-first-one", ("target",)),)
+    # Used after one horizon: still there (it moved to the older generation).
+    detector = Detector(horizon=horizon)
+    for test in [source, *orders(horizon + 10, start=1)]:
+        detector.add(test)
+    assert detector.add(use) == chain
+    # Used after two: forgotten, and so is everything else of that time.
+    detector = Detector(horizon=horizon)
+    for test in [source, *orders(2 * horizon, start=1)]:
+        detector.add(test)
+    assert detector.add(use) == ()
+    # An unbounded detection still finds it.
+    assert detect([source, *orders(2 * horizon, start=1), use])["10000-t"] == chain
+
+
+def test_a_detector_holds_at_most_two_horizons_of_values() -> None:
+    detector = Detector(horizon=100)
+    for n, test in enumerate(orders(1_000)):
+        detector.add(test)
+        count = n + 1
+        assert detector.remembered == (count if count <= 100 else 100 + count % 100)
+    with pytest.raises(ValueError):
+        Detector(horizon=0)
 
 
 def test_a_request_is_searched_only_for_values_it_contains(
