@@ -140,6 +140,39 @@ def test_redis_is_handed_to_the_redis_proxy(tmp_path: Path) -> None:
     replay_passes(tmp_path, len(scenarios))
 
 
+def record_twice(
+    dir: Path, upstream_port: int, url: str, extra: dict[str, Any] | None = None
+) -> Any:
+    """Record caller.py's ``/twice`` with ``up``, an ``auto`` dependency in front of
+    upstream.py on ``upstream_port``, at ``url`` in the app's ``UPSTREAM_URL``; its answer."""
+    port = free_port()
+    write_config(
+        dir,
+        command=shlex.join([sys.executable, str(APPS / "caller.py"), "--port", str(port)]),
+        port=port,
+        health="/healthz",
+        env={"UPSTREAM_URL": url},
+        deps={"up": {"protocol": "auto", "upstream": f"127.0.0.1:{upstream_port}"}},
+        extra=extra,
+    )
+    with Recording(dir) as rec:
+        answer = get_json(f"{rec.url}/twice")
+        assert rec.stop() == 0, rec.output()
+    return answer
+
+
+def twice_replays(dir: Path, answer: Any) -> None:
+    """The recorded ``/twice`` was answered by the real upstream, went through the HTTP proxy,
+    and replays (the upstream is stopped by now)."""
+    status, body = answer
+    assert status == 200, body
+    assert body == {"first": 1, "second": 2, "total": 3}, body
+    mocks = all_mocks(dir)
+    assert [m.protocol for m in mocks] == ["http", "http"]
+    assert all(m.dep == "up" for m in mocks)
+    replay_passes(dir, 1)
+
+
 def test_http_is_handed_to_the_http_proxy(tmp_path: Path) -> None:
     upstream_port = free_port()
     upstream = Proc(
@@ -150,23 +183,7 @@ def test_http_is_handed_to_the_http_proxy(tmp_path: Path) -> None:
     )
     try:
         upstream.wait_ready(timeout=15)
-        port = free_port()
-        write_config(
-            tmp_path,
-            command=shlex.join([sys.executable, str(APPS / "caller.py"), "--port", str(port)]),
-            port=port,
-            health="/healthz",
-            env={"UPSTREAM_URL": "http://{deps.up}"},
-            deps={"up": {"protocol": "auto", "upstream": f"127.0.0.1:{upstream_port}"}},
-        )
-        with Recording(tmp_path) as rec:
-            status, body = get_json(f"{rec.url}/twice")
-            assert rec.stop() == 0, rec.output()
+        answer = record_twice(tmp_path, upstream_port, "http://{deps.up}")
     finally:
         upstream.stop()
-    assert status == 200, body
-    assert body == {"first": 1, "second": 2, "total": 3}, body
-    mocks = all_mocks(tmp_path)
-    assert [m.protocol for m in mocks] == ["http", "http"]
-    assert all(m.dep == "up" for m in mocks)
-    replay_passes(tmp_path, 1)
+    twice_replays(tmp_path, answer)

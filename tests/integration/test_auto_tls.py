@@ -11,7 +11,6 @@ stopped, the app again on TLS, and must pass.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from tests.helpers.memcached_server import memcached_server
 from tests.helpers.procs import REPO_ROOT, free_port
 from tests.helpers.redis_server import REDIS_PASSWORD, configure_redisapp, redis_server
 from tests.helpers.wt import Recording, get_json, write_config
-from tests.integration.test_auto import all_mocks, replay_passes
+from tests.integration.test_auto import all_mocks, record_twice, replay_passes, twice_replays
 from tests.integration.test_e2e import start_upstream, tls_material
 
 from wiretape.model import WireRequest
@@ -104,25 +103,10 @@ def test_https_is_handed_to_the_http_proxy(tmp_path: Path) -> None:
     ca_cert, server_cert = tls_material(tmp_path / "tls")
     upstream = start_upstream(tmp_path / "logs", server_cert)
     try:
-        port = free_port()
-        write_config(
-            tmp_path,
-            command=shlex.join([sys.executable, str(APPS / "caller.py"), "--port", str(port)]),
-            port=port,
-            health="/healthz",
-            # A host name, so the app sends it as its server name (SNI) and checks it.
-            env={"UPSTREAM_URL": "https://localhost:{deps.up.port}"},
-            deps={"up": {"protocol": "auto", "upstream": f"127.0.0.1:{upstream.port}"}},
-            extra={"tls": {"extra_ca": str(ca_cert)}},
-        )
-        with Recording(tmp_path) as rec:
-            status, body = get_json(f"{rec.url}/twice")
-            assert rec.stop() == 0, rec.output()
+        # A host name, so the app sends it as its server name (SNI) and checks it.
+        url = "https://localhost:{deps.up.port}"
+        extra = {"tls": {"extra_ca": str(ca_cert)}}
+        answer = record_twice(tmp_path, upstream.port or 0, url, extra)
     finally:
         upstream.stop()
-    assert status == 200, body
-    assert body == {"first": 1, "second": 2, "total": 3}, body
-    mocks = all_mocks(tmp_path)
-    assert [m.protocol for m in mocks] == ["http", "http"]
-    assert all(m.dep == "up" for m in mocks)
-    replay_passes(tmp_path, 1)
+    twice_replays(tmp_path, answer)
