@@ -146,7 +146,9 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         await stage.close()
         if writer.backlog() > 1 << 20:
             say(f"writing {recorder.tests} tests into {writer.path} ...", quiet=opts.quiet)
-        writer.close()
+            await _close_showing_progress(writer, recorder.tests, live)
+        else:
+            writer.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     if writer.chains:
@@ -160,6 +162,19 @@ async def record(cfg: Config, opts: RecordOptions) -> int:
         quiet=opts.quiet,
     )
     return code
+
+
+async def _close_showing_progress(writer: SetWriter, tests: int, live: Live) -> None:
+    """``writer.close()`` in a thread, with the count of tests written so far on the console
+    line: after a long uninterrupted load, writing every test's YAML takes a while."""
+    closing = asyncio.ensure_future(asyncio.to_thread(writer.close))
+    try:
+        while not closing.done():
+            live.show(f"written {writer.tests_written} of {tests} tests")
+            await asyncio.wait({closing}, timeout=0.25)
+    finally:
+        live.done()
+    closing.result()  # the writer's error, if any
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:

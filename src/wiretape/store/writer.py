@@ -230,6 +230,7 @@ class SetWriter:
         self._detector = Detector()
         self._in_order = _InOrder()
         self.chains = 0  # chained values found in the tests written so far
+        self.tests_written = 0  # tests whose YAML the background thread has written
         self._deferred: list[bytes] = []
         self._error: BaseException | None = None
         self._closed = False
@@ -439,6 +440,7 @@ class SetWriter:
                 if record.mocks:  # a test that caused no mock has no mocks file
                     self._write_mocks(record.test.id, record.mocks)
                 self._chain(record.test)
+                self.tests_written += 1
             elif record.kind == "late":
                 assert record.test_id is not None
                 late.setdefault(record.test_id, []).extend(record.mocks)

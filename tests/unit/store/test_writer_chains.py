@@ -111,3 +111,14 @@ def test_the_order_buffer_waits_for_the_next_index_within_its_window(
     assert push(9) == [9]
     assert push(11) == []
     assert [t.index for t in order.rest()] == [11]
+
+
+def test_the_writer_counts_the_tests_it_has_written(tmp_path: Path) -> None:
+    """``tests_written`` is what ``record`` shows while it stops: every test, once."""
+    tests = order_flow(40)
+    with SetWriter(tmp_path, info()) as w:
+        for test in tests:
+            w.add_test(test, [])
+        assert 0 <= w.tests_written <= len(tests)
+    assert w.tests_written == len(tests)
+    assert len(reader.load_set(w.path).tests) == len(tests)
