@@ -208,9 +208,15 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def deps(request: Request) -> JSONResponse:
+    """Where this app reaches its dependencies (for tests that call the app directly)."""
+    return JSONResponse({"memcached": MEMCACHED, "paced": PACED})
+
+
 app = Starlette(
     routes=[
         Route("/health", health),
+        Route("/deps", deps),
         Route("/kv/{scenario}", kv),
         Route("/paced", paced),
         Route("/paced/echo/{word}", paced),

@@ -12,7 +12,10 @@ stopped, the app again on TLS, and must pass.
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from tests.integration.test_auto import all_mocks, record_twice, replay_passes, 
 from tests.integration.test_e2e import start_upstream, tls_material
 
 from wiretape.model import WireRequest
+from wiretape.proxy.tls import make_test_ca
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +58,15 @@ def test_memcached_over_tls_is_generic_tcp_in_clear(tmp_path: Path) -> None:
             extra={"app": {"startup_timeout": 60}, "tls": {"extra_ca": str(ca)}},
         )
         with Recording(tmp_path) as rec:
+            # Asked of the app itself, not through wiretape: where its memcached is.
+            listener = get_json(f"http://127.0.0.1:{port}/deps")[1]["memcached"]
+            broken_tls_openings(listener, tmp_path)
             answers = [get_json(f"{rec.url}/{path}") for path in scenarios]
             assert rec.stop() == 0, rec.output()
+            output = rec.output()
     # memcached is stopped from here on.
+    # The client that did not trust wiretape's certificate was named, with what to do about it.
+    assert "refused wiretape's certificate" in output and "SSL_CERT_FILE" in output, output
     for path, (status, body) in zip(scenarios, answers, strict=True):
         assert status == 200, (path, body)
     assert answers[0][1]["result"] == [True, "alice", None, True, None]
@@ -71,6 +81,44 @@ def test_memcached_over_tls_is_generic_tcp_in_clear(tmp_path: Path) -> None:
     assert "get tcpapp:user:1\r\n" in sends
     assert not any(isinstance(s, str) and s.startswith("\x16") for s in sends)
     replay_passes(tmp_path, len(scenarios))
+
+
+def client_hello() -> bytes:
+    """A real TLS client's first flight (a ClientHello), from memory BIOs."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+def broken_tls_openings(address: str, tmp_path: Path) -> None:
+    """Hostile or failing TLS at an ``auto`` listener while it records: each connection ends,
+    and the listener goes on serving the app (its answers are checked afterwards)."""
+    host, port = address.rsplit(":", 1)
+    hello = client_hello()
+    openings = [
+        hello + b"\x15\x03\x03\x00\x02garbage" * 8,  # a ClientHello, then junk records
+        hello[: len(hello) // 2],  # half a ClientHello, then the end
+        b"\x16\x03\x01\x00\x05hello",  # a handshake record that is no ClientHello
+    ]
+    for opening in openings:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(opening)
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 10
+            while sock.recv(65536) and time.monotonic() < deadline:
+                pass  # whatever comes back, up to the end
+    # A client that does not trust the wiretape CA refuses the certificate it is shown.
+    untrusting = ssl.create_default_context(cafile=str(make_test_ca(tmp_path, "other CA")[0]))
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as sock,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        untrusting.wrap_socket(sock, server_hostname="127.0.0.1")
 
 
 def test_redis_over_tls_is_handed_to_the_redis_proxy(tmp_path: Path) -> None:
