@@ -45,7 +45,7 @@ from wiretape.match.index import MockIndex
 from wiretape.model import Mock
 from wiretape.protocols.sniff import NEED_DATA, Side, Sniffed, Sniffer
 from wiretape.proxy.server import Handler
-from wiretape.proxy.streams import ByteStream, PrefixStream, TlsServerStream
+from wiretape.proxy.streams import ByteStream, PrefixStream, terminate_app_tls
 from wiretape.proxy.tcp import TcpMockServer, TcpRecordHooks
 from wiretape.proxy.tls import CertificateAuthority, client_context
 from wiretape.runner.recorder import Attribution, Recorder
@@ -127,13 +127,6 @@ def sub_handlers(
     return handler_for
 
 
-def _refused_certificate(exc: BaseException) -> bool:
-    """Whether a server-side handshake failed on the client's alert that it does not accept
-    the certificate (``TLSV1_ALERT_UNKNOWN_CA``, ``SSLV3_ALERT_BAD_CERTIFICATE``...)."""
-    reason = str(getattr(exc, "reason", None) or "")
-    return "ALERT" in reason and ("CERTIFICATE" in reason or reason.endswith("_CA"))
-
-
 async def terminate_tls(
     client: ByteStream, hello: bytes, verdict: Sniffed, dep: DepConfig, ca: CertificateAuthority
 ) -> ByteStream | None:
@@ -148,23 +141,7 @@ async def terminate_tls(
             log.info("%s: no certificate for the server name %r: %s", dep.name, verdict.sni, exc)
     if context is None:
         context = ca.loopback_context(alpn=(_HTTP1,))
-    stream = TlsServerStream(client, context, initial=hello)
-    try:
-        await stream.handshake()
-    except (ssl.SSLError, ConnectionError) as exc:
-        if _refused_certificate(exc):
-            log.warning(
-                "%s: the app refused wiretape's certificate (%s); it must trust the wiretape "
-                "CA, which SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS and "
-                "CURL_CA_BUNDLE point at, or use deps.%s.client_tls: decline",
-                dep.name,
-                exc,
-                dep.name,
-            )
-        else:
-            log.info("%s: the app's TLS handshake failed: %s", dep.name, exc)
-        return None
-    return stream
+    return await terminate_app_tls(client, context, hello, dep=dep.name, log=log)
 
 
 async def _read_within(stream: ByteStream, timeout: float) -> bytes | None:

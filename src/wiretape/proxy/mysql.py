@@ -104,6 +104,7 @@ from wiretape.proxy.streams import (
     TlsServerStream,
     open_stream,
     serve_inline,
+    terminate_app_tls,
 )
 from wiretape.proxy.tls import CertificateAuthority
 from wiretape.runner.recorder import Attribution, Recorder
@@ -367,11 +368,11 @@ class _RecordConnection:
                 )  # fmt: skip
                 return False
             assert hooks.ca is not None
-            tls = TlsServerStream(self.client, hooks.ca.loopback_context(), client.rest())
-            try:
-                await tls.handshake()
-            except (ssl.SSLError, ConnectionError) as exc:
-                log.info("%s: client TLS handshake failed: %s", self.dep, exc)
+            context = hooks.ca.loopback_context()
+            tls = await terminate_app_tls(
+                self.client, context, client.rest(), dep=self.dep, log=log
+            )
+            if tls is None:
                 return False
             self.client = tls
             client = _Packets(tls)
@@ -848,12 +849,12 @@ class _MockConnection:
             if not conv.handshake or not conv.handshake.capabilities & Capability.SSL:
                 return False
             assert self.server.ca is not None
-            tls = TlsServerStream(
-                self.client, self.server.ca.loopback_context(), self.parser.start_tls()
+            context = self.server.ca.loopback_context()
+            dep = self.server.dep.name
+            tls = await terminate_app_tls(
+                self.client, context, self.parser.start_tls(), dep=dep, log=log
             )
-            try:
-                await tls.handshake()
-            except (ssl.SSLError, ConnectionError):
+            if tls is None:
                 return False
             self.client = tls
             return True

@@ -73,9 +73,9 @@ from wiretape.protocols.postgres.messages import (
 from wiretape.proxy.streams import (
     READ_SIZE,
     ByteStream,
-    TlsServerStream,
     open_stream,
     serve_inline,
+    terminate_app_tls,
 )
 from wiretape.proxy.tls import CertificateAuthority
 from wiretape.runner.recorder import Attribution, Recorder
@@ -183,11 +183,9 @@ class _RecordConnection:
                 self.frontend.ssl_answered(b"S" if accept else b"N")
                 if accept:
                     assert self.hooks.ca is not None
-                    tls = TlsServerStream(self.client, self.hooks.ca.loopback_context())
-                    try:
-                        await tls.handshake()
-                    except (ssl.SSLError, ConnectionError) as exc:
-                        log.info("%s: client TLS handshake failed: %s", self.dep, exc)
+                    context = self.hooks.ca.loopback_context()
+                    tls = await terminate_app_tls(self.client, context, b"", dep=self.dep, log=log)
+                    if tls is None:
                         return False
                     self.client = tls
                     self.client_tls = True
@@ -665,10 +663,10 @@ class _MockConnection:
             self.parser.ssl_answered(b"S" if accept else b"N")
             if accept:
                 assert self.server.ca is not None
-                tls = TlsServerStream(self.client, self.server.ca.loopback_context())
-                try:
-                    await tls.handshake()
-                except (ssl.SSLError, ConnectionError):
+                context = self.server.ca.loopback_context()
+                dep = self.server.dep.name
+                tls = await terminate_app_tls(self.client, context, b"", dep=dep, log=log)
+                if tls is None:
                     return False
                 self.client = tls
             return True

@@ -62,9 +62,9 @@ from wiretape.protocols.wire import PlainError
 from wiretape.proxy.streams import (
     READ_SIZE,
     ByteStream,
-    TlsServerStream,
     open_stream,
     serve_inline,
+    terminate_app_tls,
 )
 from wiretape.proxy.tls import CertificateAuthority, client_context
 from wiretape.runner.recorder import Attribution, Recorder
@@ -107,13 +107,7 @@ async def accept_tls(
             dep.client_tls,
         )
         return None
-    tls = TlsServerStream(client, ca.loopback_context(), initial=first)
-    try:
-        await tls.handshake()
-    except (ssl.SSLError, ConnectionError) as exc:
-        log.info("%s: the app's TLS handshake failed: %s", dep.name, exc)
-        return None
-    return tls
+    return await terminate_app_tls(client, ca.loopback_context(), first, dep=dep.name, log=log)
 
 
 class RedisRecordHooks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -456,6 +457,47 @@ class TlsServerStream:
     @property
     def peer(self) -> str:
         return self._inner.peer
+
+
+_CA_VARIABLES = "SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS and CURL_CA_BUNDLE"
+
+
+def refused_certificate(exc: BaseException) -> bool:
+    """Whether a server-side handshake failed on the client's alert that it does not accept
+    the certificate (``TLSV1_ALERT_UNKNOWN_CA``, ``SSLV3_ALERT_BAD_CERTIFICATE``...)."""
+    reason = str(getattr(exc, "reason", None) or "")
+    return "ALERT" in reason and ("CERTIFICATE" in reason or reason.endswith("_CA"))
+
+
+async def terminate_app_tls(
+    client: ByteStream,
+    context: ssl.SSLContext,
+    initial: bytes,
+    *,
+    dep: str,
+    log: logging.Logger,
+) -> TlsServerStream | None:
+    """Terminate the TLS an app opened toward dependency ``dep``, with ``context`` (a
+    certificate of the wiretape CA); None when the handshake fails. An app that refused the
+    certificate does not trust the wiretape CA: that is a warning saying what to do, any other
+    failure is logged as information."""
+    stream = TlsServerStream(client, context, initial)
+    try:
+        await stream.handshake()
+    except (ssl.SSLError, ConnectionError) as exc:
+        if refused_certificate(exc):
+            log.warning(
+                "%s: the app refused wiretape's certificate (%s); it must trust the wiretape "
+                "CA, which %s point at, or use deps.%s.client_tls: decline",
+                dep,
+                exc,
+                _CA_VARIABLES,
+                dep,
+            )
+        else:
+            log.info("%s: the app's TLS handshake failed: %s", dep, exc)
+        return None
+    return stream
 
 
 class MemoryStream:

@@ -11,7 +11,8 @@ import pytest
 
 from wiretape.config import DepConfig
 from wiretape.protocols.sniff import Side, Sniffed, Sniffer
-from wiretape.proxy.auto import _refused_certificate, as_protocol, terminates
+from wiretape.proxy.auto import as_protocol, terminates
+from wiretape.proxy.streams import refused_certificate
 from wiretape.proxy.tls import CertificateAuthority, make_test_ca
 
 DEP = DepConfig(name="legacy", protocol="auto", upstream="10.0.0.7:7000")
@@ -103,6 +104,6 @@ def test_an_app_that_does_not_trust_the_wiretape_ca_is_told_apart(tmp_path: Path
                     failure = exc
         to_server.write(from_client.read())
         to_client.write(from_server.read())
-    assert failure is not None and _refused_certificate(failure), failure
-    assert not _refused_certificate(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER]"))
-    assert not _refused_certificate(ConnectionResetError())
+    assert failure is not None and refused_certificate(failure), failure
+    assert not refused_certificate(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER]"))
+    assert not refused_certificate(ConnectionResetError())
