@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,8 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from wiretape.proxy.streams import SocketStream, memory_pair, open_stream, serve_inline
-from wiretape.proxy.tls import client_context, issue_server_cert, make_test_ca
+from wiretape.proxy.server import Listener
+from wiretape.proxy.streams import (
+    ByteStream,
+    SocketStream,
+    memory_pair,
+    open_stream,
+    serve_inline,
+    terminate_app_tls,
+)
+from wiretape.proxy.tls import (
+    CertificateAuthority,
+    client_context,
+    issue_server_cert,
+    make_test_ca,
+)
 
 Peer = tuple[SocketStream, asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -180,3 +194,48 @@ def test_a_tls_peer_that_closes_ends_the_stream_without_a_warning(
     with caplog.at_level(logging.WARNING):
         run(test)
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_an_app_that_refuses_the_certificate_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``terminate_app_tls`` behind a real listener: an app that trusts the wiretape CA gets
+    its bytes through; one that does not is a warning that names the CA variables."""
+    ca = CertificateAuthority.load_or_create(tmp_path / "ca")
+    other_ca = make_test_ca(tmp_path, "other CA")[0]
+    log = logging.getLogger("wiretape.test-tls")
+    served: list[bytes | None] = []
+
+    async def handler(client: ByteStream) -> None:
+        tls = await terminate_app_tls(client, ca.loopback_context(), b"", dep="db", log=log)
+        served.append(None if tls is None else await tls.read())
+
+    def app(port: int, cafile: Path) -> None:
+        context = ssl.create_default_context(cafile=str(cafile))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            try:
+                with context.wrap_socket(sock, server_hostname="localhost") as tls:
+                    tls.sendall(b"ping")
+            except ssl.SSLCertVerificationError:
+                pass
+
+    async def test() -> None:
+        listener = Listener("tls test", handler)
+        await listener.start()
+        port = int(listener.address.rsplit(":", 1)[1])
+        try:
+            for cafile in (ca.cert_path, other_ca):
+                await asyncio.to_thread(app, port, cafile)
+                for _ in range(200):
+                    if len(served) == (1 if cafile == ca.cert_path else 2):
+                        break
+                    await asyncio.sleep(0.01)
+        finally:
+            await listener.stop()
+
+    with caplog.at_level(logging.INFO, logger="wiretape.test-tls"):
+        run(test)
+    assert served == [b"ping", None]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "refused wiretape's certificate" in warnings[0] and "SSL_CERT_FILE" in warnings[0]
